@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11) and install llmrec with everything it needs. Idempotent and quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.llmrec-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
+  # torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
+  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -m pip install -q -e ".[dev,llm]" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -c "import llmrec, torch, polars, transformers" 
+  echo "$want" > "$stamp"
+fi

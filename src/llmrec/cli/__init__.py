@@ -1,0 +1,161 @@
+"""The ``llmrec`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="llmrec: sequential recommendation with language models.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, statistics, export.")
+app.add_typer(data_app, name="data")
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+MAIN_METRICS = ["HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@10"]
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the datasets llmrec can load by name."""
+    from llmrec.data.loaders import DATASETS
+
+    for name in DATASETS:
+        console.print(name)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: str = typer.Argument(..., help="dataset name (see `llmrec data list`)"),
+    path: Optional[str] = typer.Option(None, help="dataset root (default $LLMREC_DATA or ../shared/datasets)"),
+    set_: list[str] = typer.Option([], "--set", help="data config override, e.g. --set min_user_interactions=5"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Users, items, interactions, sequence lengths, text coverage and the item-id leak."""
+    from llmrec.config import apply_overrides
+    from llmrec.data.dataset import DataConfig, load_dataset
+    from llmrec.data.stats import dataset_stats
+
+    d = apply_overrides({"name": dataset, "path": path}, set_)
+    ds = load_dataset(DataConfig(**d))
+    st = dataset_stats(ds)
+    if as_json:
+        print(json.dumps(st, indent=2))
+        return
+    t = Table(title=f"{ds.name}", show_header=True)
+    t.add_column("statistic")
+    t.add_column("value", justify="right")
+    for k, v in st.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                t.add_row(f"{k}.{k2}", _fmt(v2))
+        elif isinstance(v, list):
+            t.add_row(k, "; ".join(map(str, v)) if v else "-")
+        else:
+            t.add_row(k, _fmt(v))
+    console.print(t)
+
+
+@data_app.command("export")
+def data_export(
+    dataset: str = typer.Argument(..., help="dataset name (see `llmrec data list`)"),
+    out: Path = typer.Argument(..., help="output folder; its name becomes the dataset name (OUT/<name>.inter)"),
+    fmt: str = typer.Option("recbole", "--format", help="export format: recbole (atomic .inter/.item files)"),
+    path: Optional[str] = typer.Option(None, help="dataset root (default $LLMREC_DATA or ../shared/datasets)"),
+    set_: list[str] = typer.Option([], "--set", help="data config override, e.g. --set id_order=original"),
+    timestamp: str = typer.Option("position", help="timestamp column: position (in the user's sequence) | order (llmrec's order key)"),
+    items: bool = typer.Option(True, "--items/--no-items", help="also write the .item file with the item text"),
+) -> None:
+    """Write the prepared dataset (our ids, our order) for another framework; RecBole's LS/TO split then equals ours."""
+    from llmrec.config import apply_overrides
+    from llmrec.data.dataset import DataConfig, load_dataset
+    from llmrec.data.export import export_dataset
+
+    d = apply_overrides({"name": dataset, "path": path}, set_)
+    cfg = DataConfig(**d)
+    ds = load_dataset(cfg)
+    m = export_dataset(ds, fmt, out, timestamp=timestamp, items=items, source=cfg.model_dump(mode="json"))
+    console.print(
+        f"wrote {', '.join(m['files'])} to {out}: {m['users']:,} users, {m['items']:,} items, "
+        f"{m['interactions']:,} interactions (timestamp = {m['timestamp_meaning']})"
+    )
+    c = m["recbole_split_caveats"]["users_with_3_interactions_no_valid_in_recbole"]
+    if c:
+        console.print(f"[yellow]note:[/yellow] {c:,} users have exactly 3 interactions: RecBole gives them no validation example")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+@app.command("run")
+def run_cmd(
+    configs: list[Path] = typer.Argument(..., help="one or more YAML configs; each becomes a run"),
+    set_: list[str] = typer.Option([], "--set", help="override any key, e.g. --set model=itemknn --set data.id_order=original"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (with several configs: a parent directory)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its checkpoints in --out"),
+) -> None:
+    """Load, split, fit, evaluate on validation and test; write metrics.json, config.yaml and the model."""
+    from llmrec.config import load_config
+    from llmrec.pipelines.run import default_run_dir, run
+
+    cfgs = [(p, load_config(p, set_)) for p in configs]  # validate every config before running any
+    rows = []
+    for p, cfg in cfgs:
+        if out is None:
+            d = default_run_dir(cfg)
+        elif len(cfgs) == 1:
+            d = out
+        else:
+            d = out / (cfg.name or p.stem)
+        console.print(f"[bold]run[/bold] {p} -> {d}  (model={cfg.model}, data={cfg.data.name}, id_order={cfg.data.id_order})")
+        m = run(cfg, d, resume=resume)
+        rows.append((cfg.name or p.stem, m, d))
+    print_table(rows)
+
+
+def print_table(rows) -> None:
+    keys: list[str] = []
+    for _, m, _ in rows:
+        for k in m["metrics"]["test"]:
+            if k not in keys:
+                keys.append(k)
+    show = [k for k in MAIN_METRICS if k in keys] or keys[:8]
+    first = rows[0][1]
+    t = Table(title=f"test metrics — {first['dataset']}, {first['protocol']}, {first['eval_protocol']} ranking, "
+              f"history {'masked' if first['mask_history'] else 'not masked'}, pessimistic ties")
+    for c in ["run", "model", "ids"] + show + ["fit s", "eval s"]:
+        t.add_column(c, justify="right" if c not in ("run", "model", "ids") else "left", no_wrap=True)
+    for name, m, _ in rows:
+        te = m["metrics"]["test"]
+        t.add_row(
+            name, m["model"], m["id_order"],
+            *[f"{te[k]:.4f}" if k in te else "-" for k in show],
+            f"{m['seconds']['fit']:.1f}", f"{m['seconds']['eval_test']:.1f}",
+        )
+    console.print(t)
+
+
+def main() -> None:
+    from pydantic import ValidationError
+
+    from llmrec.config import ConfigError
+    from llmrec.data.errors import DataError
+
+    try:
+        app()
+    except (ConfigError, DataError, ValidationError) as e:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

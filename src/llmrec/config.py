@@ -1,0 +1,167 @@
+"""One typed, validated config per experiment.
+
+A config is YAML (or a dict) with the sections below. Unknown keys and wrong types are errors that name the
+key. ``--set a.b=value`` overrides any key (the value is parsed as YAML: ``--set eval.ks=[5,10]``). The model's
+own hyper-parameters live under ``params`` and are validated by the model's ``Params`` class, so the resolved
+config written into every run directory lists every default that was used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrec.data.dataset import DataConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class CandidateConfig(BaseModel):
+    """Sampled candidate sets for 1:N protocols (e.g. LLM-TRSR's 1:20)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_neg: int = Field(100, ge=1)
+    strategy: Literal["uniform", "popularity"] = "uniform"
+    seed: int = 0
+
+
+class SplitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    protocol: Literal["loo", "session"] = "loo"
+    session_gap: int = Field(1800, ge=1, description="idle gap in seconds that starts a new session")
+    # --- session protocol (llmrec.data.sessions; docs/sessions.md); ignored by protocol 'loo' ---
+    session_task: Literal["next-item", "next-session"] = Field("next-item", description="predict the next item, or the whole next session")
+    session_targets: Literal["last", "all"] = Field("last", description="next-item: only the last item of the held-out session, or every position")
+    session_include_first: bool = Field(False, description="next-item 'all': also predict a session's first item (from earlier sessions only)")
+    session_dedup: bool = Field(False, description="drop repeated items inside a session (first occurrence kept)")
+    session_min_item_count: int = Field(0, ge=0, description="drop items with fewer interactions (after sessionizing)")
+    session_min_length: int = Field(1, ge=1, description="drop sessions with fewer interactions")
+    session_min_user_sessions: int = Field(1, ge=1, description="drop users with fewer sessions")
+    session_max_user_sessions: int | None = Field(None, ge=1, description="drop users with more sessions")
+    session_min_eval_length: int = Field(2, ge=1, description="held-out sessions shorter than this after removing unseen items are not evaluated")
+    candidates: CandidateConfig | None = Field(None, description="rank inside sampled candidate sets instead of all items")
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
+    mask_history: bool = True
+    batch_size: int = Field(512, ge=1)
+    validate_split: bool = Field(True, description="also evaluate on the validation split")
+    keep_rows: bool = Field(False, description="keep per-user metric rows (for significance tests)")
+
+
+class TrainConfig(BaseModel):
+    """Settings for trained (neural) models; ignored by models that have nothing to train."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(50, ge=0)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(5.0, description="max gradient norm; null disables clipping")
+    patience: int | None = Field(5, description="early stopping patience in epochs on valid NDCG@10; null disables")
+    monitor: str = "NDCG@10"
+    eval_every: int = Field(1, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    max_eval_users: int | None = Field(None, description="evaluate validation on a fixed random subset of users during training")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    checkpoint: bool = True
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (SASRec's paper uses (0.9, 0.98))")
+    accelerate: Literal["auto", "on", "off"] = Field(
+        "auto", description="use Hugging Face accelerate: auto = when launched by `accelerate launch`, on a GPU, or with mixed precision"
+    )
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    data: DataConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seed: int = 42
+    threads: int | None = Field(None, description="torch.set_num_threads; default: all cores")
+    progress: bool = True
+
+    def resolved(self) -> "RunConfig":
+        """Validate ``params`` against the model and fill in its defaults."""
+        from llmrec.models import get_model_class
+
+        try:
+            klass = get_model_class(self.model)
+        except KeyError as e:
+            raise ConfigError(f"model: {e.args[0]}") from None
+        try:
+            p = klass.Params(**self.params)
+        except ValidationError as e:
+            raise ConfigError(_format_validation(e, prefix="params")) from None
+        return self.model_copy(update={"model": self.model.lower(), "params": p.model_dump()})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_validation(e: ValidationError, prefix: str = "", source: str | None = None) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict) else ""))
+    head = f"invalid config{' in ' + source if source else ''}:"
+    return "\n".join([head] + lines)
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict."""
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"--set {ov!r}: expected key=value")
+        key, raw = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        cur = d
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if cur.get(p) is None:
+                cur[p] = {}
+            if not isinstance(cur[p], dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+            cur = cur[p]
+        cur[parts[-1]] = value
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
+    d: dict = dict(base or {})
+    src = str(path) if path else "overrides"
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        d.update(loaded)
+    d = apply_overrides(d, overrides or [])
+    if isinstance(d.get("data"), str):
+        d["data"] = {"name": d["data"]}
+    try:
+        cfg = RunConfig(**d)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, source=src)) from None
+    return cfg.resolved()

@@ -1,0 +1,88 @@
+"""The one evaluator every model goes through.
+
+Protocols:
+
+- ``full``: the target is ranked against the whole item set. With ``mask_history`` (default) the items of
+  the row's history are removed from the ranking — except the target itself, which is never masked.
+- ``sampled``: the target is ranked inside the row's candidate set (column 0 = target), as in 1:N protocols.
+
+Ranks are pessimistic (see :mod:`llmrec.evaluation.metrics`): every other item with a score >= the target's
+counts ahead of it, so a model that scores everything equally gets HR@10 ~ 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from llmrec.data.splits import EvalSet
+from llmrec.evaluation.metrics import (
+    MetricAccumulator,
+    candidate_ranks,
+    multi_target_metrics,
+    pessimistic_rank,
+    single_target_metrics,
+)
+from llmrec.models.base import HistoryBatch
+from llmrec.utils.progress import progress_iter
+
+DEFAULT_KS = (1, 5, 10, 20)
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    eval_set: EvalSet,
+    *,
+    n_items: int | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    mask_history: bool = True,
+    protocol: str = "full",
+    batch_size: int = 512,
+    progress: bool = True,
+    keep_rows: bool = False,
+) -> dict:
+    """Evaluate ``model`` on ``eval_set``; returns ``{"metrics": {...}, "n": int, "seconds": float, ...}``."""
+    n_items = n_items or model.n_items
+    t0 = time.perf_counter()
+    acc = MetricAccumulator(keep_rows=keep_rows)
+    n = len(eval_set)
+    if protocol == "sampled" and eval_set.candidates is None:
+        raise ValueError("protocol 'sampled' needs candidate sets (split.candidates in the config)")
+    starts = range(0, n, batch_size)
+    for s in progress_iter(starts, total=len(starts), desc=f"eval {eval_set.name}", enabled=progress):
+        idx = np.arange(s, min(s + batch_size, n))
+        sess = getattr(eval_set, "sessions", None)
+        batch = HistoryBatch(eval_set.users[idx], [eval_set.histories[i] for i in idx],
+                             sessions=None if sess is None else [sess[i] for i in idx])
+        if protocol == "sampled":
+            cand = torch.from_numpy(eval_set.candidates[idx])
+            scores = model.score_candidates(batch, cand).float()
+            _check_shape(scores, (len(idx), cand.shape[1]), model)
+            ranks = candidate_ranks(scores, 0)
+            acc.add(single_target_metrics(ranks, ks))
+            continue
+        scores = model.score(batch).float()
+        _check_shape(scores, (len(idx), n_items), model)
+        exclude = batch.history_mask(n_items) if mask_history else None
+        if eval_set.target_sets is not None:
+            tgt = torch.zeros((len(idx), n_items), dtype=torch.bool)
+            for r, i in enumerate(idx):
+                tgt[r, torch.from_numpy(np.asarray(eval_set.target_sets[i], dtype=np.int64))] = True
+            acc.add(multi_target_metrics(scores, tgt, exclude, ks))
+        else:
+            targets = torch.from_numpy(eval_set.targets[idx].astype(np.int64))
+            ranks = pessimistic_rank(scores, targets, exclude)
+            acc.add(single_target_metrics(ranks, ks))
+    out = {"metrics": acc.result(), "n": acc.count, "seconds": time.perf_counter() - t0}
+    if keep_rows:
+        out["rows"] = acc.rows()
+    return out
+
+
+def _check_shape(scores: torch.Tensor, shape: tuple, model) -> None:
+    if tuple(scores.shape) != tuple(shape):
+        raise ValueError(f"model {getattr(model, 'name', model)!r} returned scores of shape {tuple(scores.shape)}, expected {shape}")

@@ -1,0 +1,86 @@
+"""ItemKNN: item-item cosine similarity on co-occurrence (Sarwar et al. 2001; RecBole's ItemKNN).
+
+sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink), where U_i is the set of users (or sessions,
+when the split has them) whose training data contain item i. Each item keeps its ``k`` most similar
+neighbours. A user's score for item j is the sum of sim(i, j) over the distinct items i of the history
+(``recent`` > 0 uses only the last ``recent`` items; ``position_decay`` < 1 weights the item t steps from the
+end by decay**t)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from llmrec.models.base import HistoryBatch, Params, Recommender
+
+
+class ItemKNNParams(Params):
+    k: int = 100
+    shrink: float = 0.0
+    recent: int = 0
+    position_decay: float = 1.0
+
+
+class ItemKNN(Recommender):
+    name = "itemknn"
+    Params = ItemKNNParams
+
+    def fit(self, split, **kw):
+        self.n_items, self.n_users = split.n_items, split.n_users
+        groups = split.train if split.train_sessions is None else [s for us in split.train_sessions for s in us]
+        rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+        cols = np.concatenate([g for g in groups if len(g)]) if groups else np.zeros(0, np.int64)
+        X = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(groups), self.n_items))
+        X.sum_duplicates()
+        X.data[:] = 1.0  # binary: a repeated item counts once
+        co = (X.T @ X).tocsr()
+        co.setdiag(0)
+        co.eliminate_zeros()
+        norm = np.sqrt(np.asarray(X.sum(axis=0)).ravel())
+        co = co.tocoo()
+        vals = co.data / (norm[co.row] * norm[co.col] + self.params.shrink)
+        self._set_topk(sp.csr_matrix((vals, (co.row, co.col)), shape=co.shape))
+        return self
+
+    def _set_topk(self, S: sp.csr_matrix) -> None:
+        k = self.params.k
+        idx = np.zeros((self.n_items, k), dtype=np.int64)
+        val = np.zeros((self.n_items, k), dtype=np.float32)  # unused slots: weight 0 on item 0
+        for i in range(self.n_items):
+            a, b = S.indptr[i], S.indptr[i + 1]
+            cols, v = S.indices[a:b], S.data[a:b]
+            if len(v) > k:
+                top = np.argpartition(-v, k - 1)[:k]
+                cols, v = cols[top], v[top]
+            idx[i, : len(cols)] = cols
+            val[i, : len(cols)] = v
+        self.nbr_idx = torch.from_numpy(idx)
+        self.nbr_val = torch.from_numpy(val)
+
+    def score(self, batch: HistoryBatch) -> torch.Tensor:
+        """scores[b, j] = sum over distinct history items i of weight(i) * sim(i, j), over i's kept neighbours."""
+        r, d = self.params.recent, self.params.position_decay
+        hs = [np.asarray(h[-r:] if r > 0 else h, dtype=np.int64) for h in batch.histories]
+        lens = np.array([len(h) for h in hs], dtype=np.int64)
+        out = torch.zeros((len(hs), self.n_items), dtype=torch.float32)
+        if lens.sum() == 0:
+            return out
+        age = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)  # position within the row
+        age = np.repeat(lens, lens) - 1 - age  # 0 for the most recent item
+        W = torch.zeros((len(hs), self.n_items), dtype=torch.float32)
+        flat_h = torch.from_numpy(np.repeat(np.arange(len(hs)), lens) * self.n_items + np.concatenate(hs))
+        # a repeated item counts once, with its largest weight (its most recent occurrence)
+        W.view(-1).scatter_reduce_(0, flat_h, torch.from_numpy((d**age).astype(np.float32)), "amax", include_self=True)
+        rows, items = W.nonzero(as_tuple=True)
+        w = W[rows, items]
+        flat = (rows.unsqueeze(1) * self.n_items + self.nbr_idx[items]).reshape(-1)
+        vals = (w.unsqueeze(1) * self.nbr_val[items]).reshape(-1)
+        out.view(-1).index_add_(0, flat, vals)
+        return out
+
+    def state_tensors(self):
+        return {"nbr_idx": self.nbr_idx, "nbr_val": self.nbr_val}
+
+    def load_state_tensors(self, t):
+        self.nbr_idx, self.nbr_val = t["nbr_idx"], t["nbr_val"]

@@ -1,0 +1,127 @@
+"""``llmrec run``: load, split, fit, evaluate on validation and test, and write the run directory.
+
+Run directory layout::
+
+    DIR/config.yaml     the fully resolved config (every default filled in)
+    DIR/metrics.json    results (keys documented in docs/metrics.md)
+    DIR/model/          config.json + model.safetensors
+    DIR/checkpoints/    per-epoch checkpoints of trained models (resume with --resume DIR)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import llmrec
+from llmrec.config import RunConfig
+from llmrec.data.dataset import Dataset, load_dataset
+from llmrec.data.splits import Split, leave_one_out, sample_candidates
+from llmrec.evaluation.evaluator import evaluate
+from llmrec.models import build_model
+from llmrec.utils.io import atomic_write_json, atomic_write_text, git_commit
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_split(ds: Dataset, cfg: RunConfig) -> Split:
+    sc = cfg.split
+    if sc.protocol == "loo":
+        split = leave_one_out(ds)
+    elif sc.protocol == "session":
+        from llmrec.data import sessions  # provided with the session protocol
+
+        split = sessions.session_split(ds, cfg)
+    else:  # pragma: no cover - guarded by the config type
+        raise ValueError(sc.protocol)
+    if sc.candidates is not None:
+        c = sc.candidates
+        pop = np.bincount(np.concatenate([s for s in split.train if len(s)]), minlength=ds.n_items)
+        seqs = ds.sequences()
+        for es, off in ((split.valid, 1), (split.test, 2)):
+            es.candidates = sample_candidates(
+                es, ds.n_items, c.n_neg, strategy=c.strategy, popularity=pop,
+                exclude=[seqs[u] for u in es.users], seed=c.seed + off,
+            )
+    return split
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.name or cfg.data.name + '-' + cfg.model}-{stamp}"
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False) -> dict:
+    """Run one experiment end to end; returns the metrics.json content."""
+    out = Path(out_dir) if out_dir else default_run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+
+    secs: dict[str, float] = {}
+    t = time.perf_counter()
+    ds = load_dataset(cfg.data)
+    split = make_split(ds, cfg)
+    secs["load_and_split"] = time.perf_counter() - t
+
+    model = build_model(cfg.model, cfg.params)
+    t = time.perf_counter()
+    model.fit(split, cfg=cfg, run_dir=out, resume=resume, progress=cfg.progress)
+    secs["fit"] = time.perf_counter() - t
+    model.save(out / "model")
+
+    protocol = "sampled" if cfg.split.candidates is not None else "full"
+    ev = dict(ks=cfg.eval.ks, mask_history=cfg.eval.mask_history, protocol=protocol,
+              batch_size=cfg.eval.batch_size, progress=cfg.progress, keep_rows=cfg.eval.keep_rows)
+    results = {}
+    if cfg.eval.validate_split and len(split.valid):
+        r = evaluate(model, split.valid, **ev)
+        results["valid"] = r["metrics"]
+        secs["eval_valid"] = r["seconds"]
+    r = evaluate(model, split.test, **ev)
+    results["test"] = r["metrics"]
+    secs["eval_test"] = r["seconds"]
+    if cfg.eval.keep_rows:
+        np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
+
+    metrics = {
+        "llmrec_version": llmrec.__version__,
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": ds.name,
+        "model": cfg.model,
+        "protocol": split.protocol,
+        "eval_protocol": protocol,
+        "id_order": cfg.data.id_order,
+        "mask_history": cfg.eval.mask_history,
+        "ks": cfg.eval.ks,
+        "seed": cfg.seed,
+        "threads": torch.get_num_threads(),
+        "dataset_stats": {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions},
+        "split_sizes": split.sizes(),
+        "metrics": results,
+        "seconds": secs,
+        "fit_info": getattr(model, "fit_info", {}),
+        "notes": ds.notes,
+        "config": cfg.model_dump(mode="json"),
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def pin_threads_from_env() -> None:
+    n = os.environ.get("LLMREC_THREADS")
+    if n:
+        torch.set_num_threads(int(n))

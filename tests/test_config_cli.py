@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from llmrec.config import ConfigError, load_config
+
+
+def write(tmp_path, d, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+def test_unknown_key_and_wrong_type_name_the_key(tmp_path):
+    p = write(tmp_path, {"data": {"name": "beauty", "id_ordr": "random"}, "model": "pop"})
+    with pytest.raises(ConfigError, match=r"data\.id_ordr: unknown key"):
+        load_config(p)
+    p = write(tmp_path, {"data": "beauty", "model": "itemknn", "params": {"k": "many"}})
+    with pytest.raises(ConfigError, match=r"params\.k"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="unknown model"):
+        load_config(write(tmp_path, {"data": "beauty", "model": "nosuch"}))
+
+
+def test_set_reaches_any_key_and_resolves_defaults(tmp_path):
+    p = write(tmp_path, {"data": {"name": "beauty"}, "model": "pop"})
+    c = load_config(p, ["model=itemknn", "data.id_order=original", "eval.ks=[5,10]", "params.k=7"])
+    assert c.model == "itemknn" and c.data.id_order == "original" and c.eval.ks == [5, 10]
+    assert c.params == {"k": 7, "shrink": 0.0, "recent": 0, "position_decay": 1.0}
+
+
+def test_cli_run_end_to_end(tmp_path, shared_data):
+    p = write(tmp_path, {"data": {"name": "ml-100k"}, "model": "pop", "eval": {"ks": [10]}})
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "llmrec", "run", str(p), "--out", str(out), "--set", "model=itemknn"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == "itemknn" and m["dataset"] == "ml-100k" and m["mask_history"] is True
+    assert 0 < m["metrics"]["test"]["HR@10"] < 1
+    assert set(m["metrics"]) == {"valid", "test"}
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["params"]["k"] == 100
+    assert (out / "model" / "model.safetensors").exists()
+
+
+def test_cli_errors_are_one_line_messages(tmp_path):
+    p = write(tmp_path, {"data": {"name": "beauty"}, "model": "pop", "bogus": 1})
+    r = subprocess.run([sys.executable, "-m", "llmrec", "run", str(p)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "bogus: unknown key" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "llmrec", "data", "stats", "no-such-data"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no-such-data" in r.stderr

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_raw, rng_sequences
+from llmrec.data.dataset import DataConfig, prepare_raw
+from llmrec.data.splits import leave_one_out
+from llmrec.evaluation.evaluator import evaluate
+from llmrec.models import HistoryBatch, Recommender, build_model
+
+
+def toy_split(**kw):
+    return leave_one_out(prepare_raw(make_raw(rng_sequences(**kw)), DataConfig(name="toy")))
+
+
+class Constant(Recommender):
+    name = "constant"
+
+    def fit(self, split, **kw):
+        self.n_items = split.n_items
+        return self
+
+    def score(self, batch):
+        return torch.zeros(len(batch), self.n_items)
+
+
+def test_constant_scores_get_no_credit():
+    sp = toy_split(n_items=200)
+    m = Constant().fit(sp)
+    r = evaluate(m, sp.test, ks=[1, 10], progress=False)["metrics"]
+    assert r["HR@10"] == 0.0 and r["NDCG@10"] == 0.0
+    r = evaluate(m, sp.test, ks=[1, 10], mask_history=False, progress=False)["metrics"]
+    assert r["HR@10"] == 0.0
+
+
+class Oracle(Recommender):
+    """Knows the test targets: must get HR@1 = 1 whatever masking does."""
+
+    name = "oracle"
+
+    def __init__(self, targets):
+        super().__init__()
+        self.targets = targets
+
+    def score(self, batch):
+        s = torch.zeros(len(batch), self.n_items)
+        s[torch.arange(len(batch)), torch.as_tensor(self.targets[: len(batch)])] = 1.0
+        return s
+
+
+def test_oracle_and_masked_target_never_hidden():
+    sp = toy_split()
+    m = Oracle(sp.test.targets)
+    m.n_items = sp.n_items
+    r = evaluate(m, sp.test, ks=[1], batch_size=10_000, progress=False)["metrics"]
+    assert r["HR@1"] == 1.0
+
+
+def test_history_masking_changes_rank():
+    # a model that scores history items highest: masked, the target rises to rank 1
+    sp = toy_split(n_items=50)
+
+    class Hist(Recommender):
+        name = "hist"
+
+        def score(self, batch):
+            s = torch.zeros(len(batch), sp.n_items)
+            s[torch.arange(len(batch)), torch.as_tensor(sp.test.targets)] = 0.5
+            return s + batch.history_mask(sp.n_items).float()
+
+    m = Hist()
+    m.n_items = sp.n_items
+    masked = evaluate(m, sp.test, ks=[1], batch_size=10_000, progress=False)["metrics"]["HR@1"]
+    unmasked = evaluate(m, sp.test, ks=[1], batch_size=10_000, mask_history=False, progress=False)["metrics"]["HR@1"]
+    assert masked == 1.0 and unmasked == 0.0
+
+
+@pytest.mark.parametrize("name", ["pop", "itemknn", "nextid"])
+def test_save_load_identical_scores(tmp_path, name):
+    sp = toy_split()
+    m = build_model(name).fit(sp)
+    m.save(tmp_path / "m")
+    m2 = Recommender.load(tmp_path / "m")
+    b = HistoryBatch(sp.test.users[:5], sp.test.histories[:5])
+    assert torch.equal(m.score(b), m2.score(b))
+    top, _ = m2.recommend(b, k=5)
+    assert top.shape == (5, 5)
+    hm = b.history_mask(sp.n_items)
+    assert not hm.gather(1, top).any()  # recommendations never repeat the history by default
+
+
+def test_pop_counts_and_itemknn_cosine_by_hand():
+    # users: 1:[a,b,c,x], 2:[a,b,c,x], 3:[b,c,d,x]; training = all but last two
+    rows = [(1, 1, 0), (1, 2, 1), (1, 8, 2), (1, 9, 3),
+            (2, 1, 0), (2, 2, 1), (2, 8, 2), (2, 9, 3),
+            (3, 2, 0), (3, 3, 1), (3, 8, 2), (3, 9, 3)]
+    ds = prepare_raw(make_raw(rows), DataConfig(name="toy", id_order="original"))
+    sp = leave_one_out(ds)
+    pop = build_model("pop").fit(sp)
+    # train: u1 [1,2], u2 [1,2], u3 [2,3] -> counts item1=2, item2=3, item3=1
+    idx = {iid: k for k, iid in enumerate(ds.item_ids)}
+    assert pop.counts[idx["2"]] == 3 and pop.counts[idx["1"]] == 2 and pop.counts[idx["3"]] == 1
+    knn = build_model("itemknn", {"k": 10}).fit(sp)
+    b = HistoryBatch(np.array([0]), [np.array([idx["1"]])])
+    s = knn.score(b)[0]
+    # sim(1,2) = 2 / (sqrt(2) sqrt(3)); sim(1,3) = 0
+    assert s[idx["2"]].item() == pytest.approx(2 / (np.sqrt(2) * np.sqrt(3)), rel=1e-6)
+    assert s[idx["3"]].item() == 0.0
+
+
+def test_nextid_ranks_max_plus_one_first():
+    sp = toy_split()
+    m = build_model("nextid").fit(sp)
+    b = HistoryBatch(np.array([0]), [np.array([3, 7, 5])])
+    top, _ = m.recommend(b, k=3, mask_history=False)
+    assert top[0].tolist() == [8, 9, 10]
