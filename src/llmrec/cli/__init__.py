@@ -89,6 +89,8 @@ def data_export(
 
 
 def _fmt(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
     if isinstance(v, float):
         return f"{v:.4f}"
     if isinstance(v, int):
@@ -142,6 +144,39 @@ def print_table(rows) -> None:
             f"{m['seconds']['fit']:.1f}", f"{m['seconds']['eval_test']:.1f}",
         )
     console.print(t)
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: list[Path] = typer.Argument(None, help="run directories (searched for metrics.json) or metrics.json files"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the Markdown report here (default: print it)"),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="also write an HTML report"),
+    split: str = typer.Option("test", help="which metrics: test | valid"),
+    all_published: bool = typer.Option(False, "--all-published", help="also list published tables for datasets with no run"),
+    metrics: Optional[str] = typer.Option(None, help="comma-separated metric columns (default: the published ones + HR@10, NDCG@10)"),
+    published: Optional[Path] = typer.Option(None, help="published numbers (default: llmrec/evaluation/published.yaml)"),
+) -> None:
+    """One table of our runs (mean ± std over seeds) beside the papers' published numbers, as Markdown and HTML."""
+    from llmrec.evaluation.report import make_report
+
+    if not run_dirs and not all_published:
+        raise typer.BadParameter("give at least one run directory (or --all-published)")
+    try:
+        md, page, _ = make_report(run_dirs or [], published_path=published, split=split, all_published=all_published,
+                                  metrics=[m.strip() for m in metrics.split(",")] if metrics else None)
+    except FileNotFoundError as e:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        raise typer.Exit(2)
+    if out is None:
+        print(md)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md)
+        console.print(f"wrote {out}")
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(page)
+        console.print(f"wrote {html_out}")
 
 
 def main() -> None:
