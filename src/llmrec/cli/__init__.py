@@ -73,8 +73,12 @@ def data_export(
     """Write the prepared dataset (our ids, our order) for another framework; RecBole's LS/TO split then equals ours."""
     from llmrec.config import apply_overrides
     from llmrec.data.dataset import DataConfig, load_dataset
-    from llmrec.data.export import export_dataset
+    from llmrec.data.export import FORMATS, TIMESTAMP_MODES, export_dataset
 
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt!r}; available: {', '.join(FORMATS)}", param_hint="--format")
+    if timestamp not in TIMESTAMP_MODES:
+        raise typer.BadParameter(f"{timestamp!r}: use {' | '.join(TIMESTAMP_MODES)}", param_hint="--timestamp")
     d = apply_overrides({"name": dataset, "path": path}, set_)
     cfg = DataConfig(**d)
     ds = load_dataset(cfg)

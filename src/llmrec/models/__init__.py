@@ -11,6 +11,15 @@ _REGISTRY: dict[str, str] = {
     "pop": "llmrec.models.pop:Pop",
     "itemknn": "llmrec.models.itemknn:ItemKNN",
     "nextid": "llmrec.models.nextid:NextId",
+    "bpr": "llmrec.models.bpr:BPRMF",
+    "ncf": "llmrec.models.ncf:NeuMF",
+    "gru4rec": "llmrec.models.gru4rec:GRU4Rec",
+    "caser": "llmrec.models.caser:Caser",
+    "sasrec": "llmrec.models.sasrec:SASRec",
+    "bert4rec": "llmrec.models.bert4rec:BERT4Rec",
+    "hnvm": "llmrec.models.hnvm:HNVM",
+    "hrnn": "llmrec.models.hrnn:HRNN",
+    "hllm": "llmrec.models.hllm:HLLM",
 }
 
 

@@ -1,0 +1,367 @@
+"""The training loop shared by every neural model (:class:`llmrec.training.base.TorchRecommender`).
+
+Per epoch: one pass over ``model.train_batches(...)`` with AdamW (lr, weight decay, betas, gradient clipping
+from ``cfg.train``), then validation NDCG@10 (``train.monitor``) with the one evaluator, early stopping with
+``train.patience``, and an atomic checkpoint (:mod:`llmrec.training.checkpoint`). When the loop ends the model
+holds the weights of the best validation epoch, so the pipeline's single test evaluation uses them.
+
+Reproducibility and resume: ``fit`` seeds torch / numpy / python with the run's seed; the order of the data
+comes from a ``torch.Generator`` that is checkpointed with the global RNG states, the optimizer state and the
+loop counters, so ``--resume`` continues bit for bit where the interrupted run stopped (same threads, same
+device). Each epoch gets its own generator seeded from the persistent one, so every process of a
+data-parallel run sees the same permutation and takes its own share of the batches.
+
+Devices: a plain single-process loop (CPU or one GPU) unless ``train.accelerate`` says otherwise; ``auto``
+switches to Hugging Face accelerate when launched by ``accelerate launch`` (or ``WORLD_SIZE`` > 1), when a GPU
+is present, or when ``train.mixed_precision`` is set. With accelerate the network (wrapped so that the
+model's ``loss`` runs inside the DDP ``forward``) and the optimizer go through ``accelerator.prepare``;
+gradients are synchronised by DDP, mixed precision is applied by the accelerator (``fp16`` with a gradient
+scaler whose state is checkpointed too), only the main process writes checkpoints and prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmrec.config import RunConfig, TrainConfig
+from llmrec.training import checkpoint as ckpt
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return bool(progress) and os.environ.get("LLMREC_PROGRESS", "1") != "0"
+
+
+def launched_distributed() -> bool:
+    """True when started by ``accelerate launch`` / torchrun (or any launcher that sets WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
+
+
+class _LossModule(nn.Module):
+    """Holds ``model.net`` as its only submodule; ``forward(batch)`` returns ``model.loss(batch)``.
+
+    Going through ``forward`` is what lets DDP (and accelerate's autocast wrapper) see the computation."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.net = model.net
+        self._model = [model]  # a list, so that the recommender is not registered as a submodule
+
+    def forward(self, batch):
+        return self._model[0].loss(batch)
+
+
+class _Plain:
+    """The single-process stand-in for an ``accelerate.Accelerator`` (same method names)."""
+
+    num_processes = 1
+    process_index = 0
+    is_main_process = True
+    mixed_precision = "no"
+    scaler = None
+
+    def __init__(self):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def prepare(self, *objs):
+        return objs
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def backward(self, loss):
+        loss.backward()
+
+    def clip_grad_norm_(self, params, max_norm):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def wait_for_everyone(self):
+        pass
+
+
+class Trainer:
+    """``Trainer(model, split, TrainConfig(...), seed=..., run_dir=...).fit()``."""
+
+    def __init__(
+        self,
+        model,
+        split,
+        train_cfg: TrainConfig | None = None,
+        *,
+        seed: int = 42,
+        mask_history: bool = True,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        callbacks: Iterable[Callable] | None = None,
+        accelerator=None,
+    ):
+        self.model = model
+        self.split = split
+        self.cfg = train_cfg or TrainConfig()
+        self.seed = int(seed)
+        self.mask_history = mask_history
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume = resume
+        self.progress = _progress_enabled(progress)
+        self.callbacks = list(callbacks or [])
+        self.accelerator = accelerator
+        self.ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None and self.cfg.checkpoint else None
+        self._best_in_memory: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_config(cls, model, split, cfg=None, **kw) -> "Trainer":
+        overrides = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.model_fields}
+        seed, mask = 42, True
+        if isinstance(cfg, RunConfig):
+            train, seed, mask = cfg.train, cfg.seed, cfg.eval.mask_history
+        elif isinstance(cfg, TrainConfig):
+            train = cfg
+        elif cfg is None:
+            train = TrainConfig()
+        else:
+            raise TypeError(f"cfg must be a RunConfig, a TrainConfig or None, got {type(cfg).__name__}")
+        if overrides:
+            train = TrainConfig(**{**train.model_dump(), **overrides})
+        return cls(model, split, train, seed=kw.pop("seed", seed), mask_history=kw.pop("mask_history", mask), **kw)
+
+    # -- setup --------------------------------------------------------------------------------------
+    def _make_accelerator(self):
+        if self.accelerator is not None:
+            return self.accelerator
+        c = self.cfg
+        use = c.accelerate == "on" or (
+            c.accelerate == "auto" and (launched_distributed() or torch.cuda.is_available() or c.mixed_precision != "no")
+        )
+        if not use:
+            return _Plain()
+        try:
+            from accelerate import Accelerator
+        except ImportError as e:  # pragma: no cover - accelerate is in the [llm] extra
+            raise RuntimeError("train.accelerate needs Hugging Face accelerate: pip install -e .[llm]") from e
+        return Accelerator(mixed_precision=None if c.mixed_precision == "no" else c.mixed_precision)
+
+    def _fingerprint(self) -> dict:
+        m = self.model
+        return {"model": m.name, "params": m.params.model_dump(mode="json"), "n_items": m.n_items, "n_users": m.n_users}
+
+    def _valid_set(self):
+        v = self.split.valid
+        if v is None or len(v) == 0:
+            return None
+        n = self.cfg.max_eval_users
+        if n is not None and n < len(v):
+            idx = np.sort(np.random.default_rng(self.seed).choice(len(v), size=n, replace=False))
+            v = v.subset(idx)
+        return v
+
+    def _monitor_k(self) -> int:
+        try:
+            return int(self.cfg.monitor.split("@", 1)[1])
+        except (IndexError, ValueError):
+            raise ValueError(f"train.monitor must look like 'NDCG@10', got {self.cfg.monitor!r}") from None
+
+    def _shard(self, batches, acc):
+        """This process's share of an epoch: batches rank, rank + world, ... (the same count on every rank)."""
+        world, rank = acc.num_processes, acc.process_index
+        if world == 1:
+            return batches
+        if not hasattr(batches, "__len__"):
+            batches = list(batches)
+        steps = len(batches) // world
+        if hasattr(batches, "chunks"):  # EpochBatches: build only this rank's batches
+            batches.chunks = batches.chunks[rank::world][:steps]
+            return batches
+        return [b for i, b in enumerate(batches) if i % world == rank][:steps]
+
+    def _log(self, acc, text: str) -> None:
+        if self.progress and acc.is_main_process:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True).print(text)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def fit(self):
+        m, split, c = self.model, self.split, self.cfg
+        m.n_items, m.n_users = split.n_items, split.n_users
+        seed_all(self.seed)
+        m.net = m.build(split)
+        acc = self._make_accelerator()
+        m.net.to(acc.device)
+        params = m.trainable_parameters()
+        # the fused kernel is several times faster than foreach on CPU and GPU (large embedding tables)
+        fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        opt = torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay, fused=fused or None)
+        order_gen = torch.Generator().manual_seed(self.seed)
+        st = {"epoch": 0, "best": None, "best_epoch": 0, "best_metrics": {}, "bad_evals": 0,
+              "stopped_early": False, "history": [], "fingerprint": self._fingerprint()}
+        resumed_from = None
+        if self.resume:
+            if self.ckpt_dir is None:
+                raise ValueError("resume needs a run directory with checkpoints (train.checkpoint: true)")
+            loaded = ckpt.load_checkpoint(self.ckpt_dir, "last")
+            if loaded is None:
+                self._log(acc, f"[yellow]resume: no checkpoint in {self.ckpt_dir}, starting from scratch[/yellow]")
+            else:
+                saved = loaded["state"].get("fingerprint")
+                if saved != st["fingerprint"]:
+                    raise ValueError(
+                        f"cannot resume from {loaded['dir']}: it was trained with {saved}, this run is {st['fingerprint']}"
+                    )
+                m.load_state_tensors(loaded["model"])
+                opt.load_state_dict(loaded["optimizer"])
+                ckpt.set_rng_state(loaded["rng_tensors"], loaded["state"]["rng"], order_gen)
+                for k in ("epoch", "best", "best_epoch", "best_metrics", "bad_evals", "stopped_early", "history"):
+                    st[k] = loaded["state"][k]
+                if loaded["state"].get("scaler") and getattr(acc, "scaler", None) is not None:
+                    acc.scaler.load_state_dict(loaded["state"]["scaler"])
+                resumed_from = st["epoch"]
+                self._log(acc, f"resumed from {loaded['dir']} (epoch {st['epoch']}, best {c.monitor} {st['best']})")
+
+        loss_mod, opt = acc.prepare(_LossModule(m), opt)
+        valid = self._valid_set()
+        k = self._monitor_k()
+        ks = sorted({10, k})
+        protocol = "sampled" if valid is not None and valid.candidates is not None else "full"
+
+        for epoch in range(st["epoch"], c.epochs):
+            if st["stopped_early"]:
+                break
+            # one int64 per epoch from the persistent generator -> the epoch's generator (same on every rank)
+            epoch_seed = int(torch.randint(0, 2**62, (1,), generator=order_gen))
+            gen = torch.Generator().manual_seed(epoch_seed)
+            t0 = time.perf_counter()
+            m.net.train()
+            batches = self._shard(m.train_batches(split, gen, c.batch_size), acc)
+            total, steps = torch.zeros((), device=acc.device), 0
+            for batch in self._progress(batches, epoch, c.epochs, acc, lambda: total / max(steps, 1)):
+                batch = {key: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for key, v in batch.items()}
+                with acc.autocast():
+                    loss = loss_mod(batch)
+                acc.backward(loss)
+                if c.grad_clip:
+                    acc.clip_grad_norm_(params, c.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                total += loss.detach().float()
+                steps += 1
+            mean_loss = float(total / max(steps, 1))
+            train_secs = time.perf_counter() - t0
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"{m.name}: training loss is {mean_loss} in epoch {epoch + 1}; lower train.lr?")
+            st["epoch"] = epoch + 1
+            rec = {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(train_secs, 3)}
+
+            improved = False
+            if valid is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
+                from llmrec.evaluation.evaluator import evaluate
+
+                r = evaluate(m, valid, ks=ks, mask_history=self.mask_history, protocol=protocol,
+                             batch_size=c.eval_batch_size, progress=False)
+                if c.monitor not in r["metrics"]:
+                    raise ValueError(f"train.monitor {c.monitor!r} is not a metric; got {sorted(r['metrics'])}")
+                value = float(r["metrics"][c.monitor])
+                rec["valid"] = {key: float(v) for key, v in r["metrics"].items() if key.startswith(("HR@", "NDCG@"))}
+                rec["valid_seconds"] = round(r["seconds"], 3)
+                improved = st["best"] is None or value > st["best"]
+                if improved:
+                    st.update(best=value, best_epoch=epoch + 1, best_metrics=rec["valid"], bad_evals=0)
+                    if self.ckpt_dir is None:
+                        self._best_in_memory = {key: v.detach().clone() for key, v in m.state_tensors().items()}
+                else:
+                    st["bad_evals"] += 1
+                    if c.patience is not None and st["bad_evals"] >= c.patience:
+                        st["stopped_early"] = True
+            st["history"].append(rec)
+
+            if self.ckpt_dir is not None:
+                if acc.is_main_process:
+                    scaler = getattr(acc, "scaler", None)
+                    ckpt.save_checkpoint(
+                        self.ckpt_dir, epoch + 1, m.state_tensors(), opt.state_dict(), order_gen,
+                        {k2: v for k2, v in st.items() if k2 != "epoch"}, is_best=improved,
+                        scaler_state=scaler.state_dict() if scaler is not None else None,
+                    )
+                    self._append_log(rec)
+                acc.wait_for_everyone()
+            self._log(acc, self._epoch_line(rec, st, c))
+            for cb in self.callbacks:
+                cb(m, epoch + 1, rec)
+            if st["stopped_early"]:
+                self._log(acc, f"early stop: no {c.monitor} improvement in {c.patience} evaluations; best epoch {st['best_epoch']}")
+                break
+
+        self._restore_best(st)
+        m.fit_info = {
+            "epochs_run": st["epoch"],
+            "best_epoch": st["best_epoch"],
+            "best_valid": st["best"],
+            "best_valid_metrics": st["best_metrics"],
+            "monitor": c.monitor,
+            "valid_users": None if valid is None else len(valid),
+            "stopped_early": st["stopped_early"],
+            "seconds_per_epoch": [h["seconds"] for h in st["history"]],
+            "valid_seconds": [h.get("valid_seconds") for h in st["history"]],
+            "resumed_from_epoch": resumed_from,
+            "device": str(acc.device),
+            "num_processes": acc.num_processes,
+            "mixed_precision": str(getattr(acc, "mixed_precision", "no")),
+            "history": st["history"],
+        }
+        return m
+
+    def _restore_best(self, st: dict) -> None:
+        """Leave the model holding the best validation epoch's weights (the last ones if never validated)."""
+        if not st["best_epoch"] or st["best_epoch"] == st["epoch"]:
+            return
+        tensors = self._best_in_memory
+        if tensors is None and self.ckpt_dir is not None:
+            tensors = ckpt.load_model_tensors(self.ckpt_dir, "best")
+        if tensors is None:
+            raise RuntimeError("the best epoch's weights are neither in memory nor in a checkpoint")
+        self.model.load_state_tensors(tensors)
+
+    def _append_log(self, rec: dict) -> None:
+        import json
+
+        with open(self.run_dir / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    @staticmethod
+    def _epoch_line(rec: dict, st: dict, c: TrainConfig) -> str:
+        s = f"epoch {rec['epoch']:>3}/{c.epochs}  loss {rec['loss']:.4f}  {rec['seconds']:.1f}s"
+        if "valid" in rec:
+            v = rec["valid"].get(c.monitor)
+            s += f"  valid {c.monitor} {v:.4f}  HR@10 {rec['valid'].get('HR@10', float('nan')):.4f}"
+            s += f"  (best {st['best']:.4f} @ {st['best_epoch']})"
+        return s
+
+    def _progress(self, batches, epoch: int, epochs: int, acc, mean_loss: Callable):
+        if not (self.progress and acc.is_main_process):
+            yield from batches
+            return
+        from llmrec.utils.progress import make_progress
+
+        total = len(batches) if hasattr(batches, "__len__") else None
+        with make_progress() as p:
+            task = p.add_task(f"epoch {epoch + 1}/{epochs}", total=total, info="")
+            for i, b in enumerate(batches):
+                yield b
+                if i % 10 == 0:
+                    p.update(task, info=f"loss {float(mean_loss()):.4f}")
+                p.advance(task)
