@@ -21,6 +21,15 @@ TINY = ROOT / "configs" / "tiny" / "hllm-tiny.yaml"
 DATA = ROOT / "configs" / "tiny" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster than two (and much faster on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cfg(*overrides):
     sets = [f"data.generic.interactions={DATA / 'interactions.csv'}", f"data.generic.items={DATA / 'items.csv'}",
             "progress=false", *overrides]
