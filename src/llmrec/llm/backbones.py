@@ -295,8 +295,16 @@ def _load(spec, path, is_tiny, *, head, init, overrides, device, dtype, trust_re
     else:
         klass = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModelForMaskedLM}[kind]
     if init == "pretrained":
-        model = klass.from_pretrained(str(path), config=config, local_files_only=True, trust_remote_code=trust_remote_code,
-                                      **_dtype_kw(dt))
+        try:
+            model = klass.from_pretrained(str(path), config=config, local_files_only=True,
+                                          trust_remote_code=trust_remote_code, **_dtype_kw(dt))
+        except RuntimeError as e:
+            if "mismatched" in str(e) and load_overrides:
+                raise BackboneError(
+                    f"backbone {spec!r}: the overrides {load_overrides} change the shapes of pretrained weights; "
+                    "remove them, or use init='scratch' for a resized architecture"
+                ) from None
+            raise
     else:
         state = torch.random.get_rng_state()
         try:

@@ -30,7 +30,9 @@ from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
-from llmrec.training.data import EpochBatches, crop_padding, pair_keys, right_aligned, uniform_negatives, user_item_pairs
+from llmrec.training.data import (
+    EpochBatches, crop_padding, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs,
+)
 
 
 class SASRecParams(Params):
@@ -132,7 +134,7 @@ class SASRec(TorchRecommender):
         seq = seq[(seq != 0).sum(1) >= 2]  # a user needs two items to give one target
         x, y = seq[:, :-1], seq[:, 1:]
         y = torch.where(x != 0, y, torch.zeros_like(y))
-        users = torch.nonzero(torch.from_numpy(_lens(split.train) >= 2)).squeeze(1)
+        users = torch.nonzero(torch.from_numpy(seq_lengths(split.train) >= 2)).squeeze(1)
         u, i = user_item_pairs(split.train)
         self._data = {"x": x, "y": y, "users": users, "seen": pair_keys(u, i, self.n_items)}
 
@@ -163,14 +165,9 @@ class SASRec(TorchRecommender):
         ht = h[at]
         pos = (ht * e(y[at])).sum(-1)
         neg = (ht * e(batch["neg"][at])).sum(-1)
-        return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]), reduction="sum") / at.sum()
+        return (F.softplus(-pos).sum() + F.softplus(neg).sum()) / at.sum()  # -log sigma(x) = softplus(-x)
 
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         x = batch.padded(self.params.max_len, shift=1).to(self.device)
         return self.net.logits(self.net(x)[:, -1])
 
-
-def _lens(seqs):
-    import numpy as np
-
-    return np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
