@@ -143,3 +143,17 @@ def test_caser_windows(toy):
     # first window of the first user: two pads then s_0 predicts s_1, s_2
     assert D["x"][0].tolist() == [0, 0, int(s[0])]
     assert D["y"][0].tolist() == [int(s[1]), int(s[2]) if len(s) > 2 else 0]
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_neumf_full_ranking_matches_pairwise_forward(layers):
+    """The fast scorer (first MLP layer split into user and item halves, user chunks) equals forward()."""
+    from llmrec.models.ncf import NCFParams, NeuMFNet
+
+    torch.manual_seed(0)
+    net = NeuMFNet(7, 50, NCFParams(factors=4, layers=layers)).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    users = torch.tensor([0, 3, -1, 6])
+    ref = net(users, torch.arange(50).expand(4, 50))
+    assert torch.allclose(net.all_items(users, chunk_elems=100), ref, atol=1e-5)

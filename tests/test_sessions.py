@@ -207,3 +207,34 @@ def test_taobao_sample_smoke(shared_data):
     sp = session_split(ds, sc(session_targets="all"))
     assert sp.info["users"] == 43 and len(sp.test) > 0
     assert sp.info["counts"]["sessionized"]["interactions"] == ds.n_interactions
+
+
+def test_both_tasks_from_one_split_equal_the_separate_splits():
+    ds = ds_from(ROWS)
+    both = session_split(ds, sc(session_task="both", session_targets="all"))
+    item = session_split(ds, sc(session_task="next-item", session_targets="all"))
+    sess = session_split(ds, sc(session_task="next-session"))
+    assert both.protocol == item.protocol == "session-next-item-all"
+    assert list(both.extra_tests) == ["session-next-session"] and both.info["also_tested"] == ["session-next-session"]
+    assert np.array_equal(both.test.targets, item.test.targets) and np.array_equal(both.valid.targets, item.valid.targets)
+    ns = both.extra_tests["session-next-session"]
+    assert np.array_equal(ns.users, sess.test.users)
+    assert [t.tolist() for t in ns.target_sets] == [t.tolist() for t in sess.test.target_sets]
+    assert [[s.tolist() for s in r] for r in ns.sessions] == [[s.tolist() for s in r] for r in sess.test.sessions]
+
+
+def test_pipeline_both_writes_the_next_session_result_beside(tmp_path):
+    import json
+
+    from llmrec.config import load_config
+    from llmrec.pipelines.run import run
+
+    p = _write_log(tmp_path)
+    base = {"data": {"name": "generic", "generic": {"interactions": str(p), "user_col": "uid", "item_col": "iid", "time_col": "ts"}},
+            "split": {"protocol": "session", "session_task": "both"}, "progress": False, "eval": {"ks": [5]}, "model": "pop"}
+    m = run(load_config(None, [], base=base), tmp_path / "both")
+    sep = run(load_config(None, ["split.session_task=next-session"], base=base), tmp_path / "sep")
+    extra = json.loads((tmp_path / "both" / "session-next-session" / "metrics.json").read_text())
+    assert m["protocol"] == "session-next-item-last" and extra["protocol"] == "session-next-session"
+    assert "next-item" in extra["selected_on"]
+    assert extra["metrics"]["test"] == sep["metrics"]["test"] == m["extra_tests"]["session-next-session"]

@@ -222,3 +222,12 @@ def test_accelerate_launch_subprocess(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["fit_info"]["num_processes"] == 1 and m["fit_info"]["epochs_run"] == 1
+
+
+def test_time_budget_stops_after_the_epoch_that_spends_it(tmp_path):
+    out = run(_cfg(_csv(tmp_path), "train.epochs=5", "train.max_minutes=1e-9"), tmp_path / "run")
+    info = out["fit_info"]
+    assert info["epochs_run"] == 1 and info["stopped_by_budget"] is True and info["max_minutes"] == 1e-9
+    assert not info["stopped_early"] and info["best_epoch"] == 1
+    out2 = run(_cfg(_csv(tmp_path), "train.epochs=2"), tmp_path / "run2")
+    assert out2["fit_info"]["epochs_run"] == 2 and out2["fit_info"]["stopped_by_budget"] is False

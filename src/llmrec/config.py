@@ -35,7 +35,9 @@ class SplitConfig(BaseModel):
     protocol: Literal["loo", "session"] = "loo"
     session_gap: int = Field(1800, ge=1, description="idle gap in seconds that starts a new session")
     # --- session protocol (llmrec.data.sessions; docs/sessions.md); ignored by protocol 'loo' ---
-    session_task: Literal["next-item", "next-session"] = Field("next-item", description="predict the next item, or the whole next session")
+    session_task: Literal["next-item", "next-session", "both"] = Field(
+        "next-item", description="predict the next item, or the whole next session; 'both': one fit, selected on next-item "
+        "validation, tested on both tasks (the next-session result goes to RUN/session-next-session/metrics.json)")
     session_targets: Literal["last", "all"] = Field("last", description="next-item: only the last item of the held-out session, or every position")
     session_include_first: bool = Field(False, description="next-item 'all': also predict a session's first item (from earlier sessions only)")
     session_dedup: bool = Field(False, description="drop repeated items inside a session (first occurrence kept)")
@@ -70,6 +72,9 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
     max_eval_users: int | None = Field(None, description="evaluate validation on a fixed random subset of users during training")
+    max_minutes: float | None = Field(
+        None, gt=0, description="time budget: stop after the epoch at which training + validation wall time reaches it "
+        "(the best epoch so far is kept; fit_info records stopped_by_budget)")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     checkpoint: bool = True
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (SASRec's paper uses (0.9, 0.98))")

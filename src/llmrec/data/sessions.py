@@ -25,6 +25,9 @@
      ``session-next-item-last`` / ``session-next-item-all``.
    - ``next-session``: predict the whole held-out session (``EvalSet.target_sets``, its distinct items) from
      the earlier sessions; ``split.protocol`` is ``session-next-session``.
+   - ``both``: one fit, trained and validated (early stopping) as ``next-item``, tested on next-item and on
+     next-session (``split.extra_tests``); the pipeline writes the second result to
+     ``RUN/session-next-session/metrics.json`` with ``selected_on`` saying how the model was chosen.
 
 The validation rows are built the same way from the validation session (their history: the training
 sessions); the test rows' history includes the validation session, as in leave-one-out.
@@ -176,6 +179,9 @@ def session_split(ds: Dataset, cfg) -> Split:
     if getattr(sc, "candidates", None) is not None:
         raise ValueError("split.candidates (sampled candidate sets) is not supported with the session protocol: it ranks all training items")
     task, targets = sc.session_task, sc.session_targets
+    both = task == "both"
+    if both:  # train and validate as next-item; also build the next-session test set from the same sessions
+        task = "next-item"
     uid, sid, items, order, counts = filter_sessions(ds, sc)
     by_user = _user_sessions(uid, sid, items, order)
 
@@ -218,6 +224,7 @@ def session_split(ds: Dataset, cfg) -> Split:
     train_sessions: list[list[np.ndarray]] = []
     valid_rows: list = []
     test_rows: list = []
+    next_session_rows: list = []
     n_train_only = 0
     for new_u, u in enumerate(users_old.tolist()):
         tr, va, te = roles[u]
@@ -240,6 +247,8 @@ def session_split(ds: Dataset, cfg) -> Split:
                 h[3] += 1
                 rows = _rows_for_session(new_u, list(earlier), it, task, targets, sc.session_include_first)
                 (valid_rows if which == "valid" else test_rows).extend(rows)
+                if both and which == "test":
+                    next_session_rows.extend(_rows_for_session(new_u, list(earlier), it, "next-session", targets, False))
             if len(it):
                 earlier.append(it)  # the test history includes the (cleaned) validation session
                 parts.append((it, o))
@@ -269,6 +278,10 @@ def session_split(ds: Dataset, cfg) -> Split:
         info=info,
         train_sessions=train_sessions,
     )
+    if both:
+        name = session_protocol_name("next-session", targets)
+        split.extra_tests[name] = _eval_set(next_session_rows, "next-session", "test")
+        info["also_tested"] = [name]
     return split
 
 

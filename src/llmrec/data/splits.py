@@ -58,6 +58,7 @@ class Split:
     test: EvalSet
     info: dict = field(default_factory=dict)
     train_sessions: list[list[np.ndarray]] | None = None  # session protocol: per user, list of sessions
+    extra_tests: dict[str, EvalSet] = field(default_factory=dict)  # protocol name -> further test set (same fit)
 
     @property
     def n_users(self) -> int:

@@ -181,21 +181,8 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: bool = True) -> Pat
         d, g = str(gguf_path.parent), gguf_path.name
         tok = AutoTokenizer.from_pretrained(d, gguf_file=g, local_files_only=True)
         q = AutoModelForCausalLM.from_pretrained(d, gguf_file=g, dtype=torch.float32, local_files_only=True)
-        cfg = q.config
-        if hasattr(cfg, "quantization_config"):
-            try:
-                delattr(cfg, "quantization_config")
-            except AttributeError:
-                cfg.__dict__.pop("quantization_config", None)
-        # transformers refuses to save a GGUF-loaded model even though its weights are dequantised fp32:
-        # rebuild a plain model from the config and copy the state dict into it.
-        plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        missing, unexpected = plain.load_state_dict(q.state_dict(), strict=False)
-        missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
-        if missing or unexpected:
-            raise RuntimeError(f"GGUF conversion of {gguf_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        if getattr(plain.config, "tie_word_embeddings", False):
-            plain.tie_weights()
+        # transformers refuses to save a GGUF-loaded model although its weights are already dequantised fp32.
+        plain = _saveable(q, AutoModelForCausalLM, gguf_path)
         plain.eval()
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -213,6 +200,37 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: bool = True) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _saveable(q, klass, gguf_path: Path):
+    """A model ``save_pretrained`` accepts, with the (dequantised) weights of the GGUF-loaded model ``q``.
+
+    First choice: drop the GGUF quantisation marker from ``q`` itself (no copy). Otherwise (other
+    transformers versions): build a plain model from the config and copy the state dict into it."""
+    import torch
+
+    hq = getattr(q, "hf_quantizer", None)
+    if hq is not None and hasattr(hq, "remove_quantization_config"):
+        try:
+            hq.remove_quantization_config(q)
+            if getattr(q, "hf_quantizer", None) is None and not getattr(q.config, "quantization_config", None):
+                return q
+        except Exception:  # pragma: no cover - version differences: fall through to the copy
+            pass
+    cfg = q.config
+    if hasattr(cfg, "quantization_config"):
+        try:
+            delattr(cfg, "quantization_config")
+        except AttributeError:
+            cfg.__dict__.pop("quantization_config", None)
+    plain = klass.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(q.state_dict(), strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion of {gguf_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if getattr(plain.config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    return plain
 
 
 def setup_lines() -> list[str]:

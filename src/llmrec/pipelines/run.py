@@ -117,6 +117,14 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
+    for name, es in split.extra_tests.items():  # further test sets from the same fit (session_task: both)
+        r = evaluate(model, es, **ev)
+        extra = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
+                 "seconds": {**secs, "eval_test": r["seconds"]},
+                 "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
+                 "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
+        atomic_write_json(out / name / "metrics.json", extra)
+        metrics.setdefault("extra_tests", {})[name] = r["metrics"]
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
 

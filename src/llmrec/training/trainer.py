@@ -239,8 +239,17 @@ class Trainer:
         ks = sorted({10, k})
         protocol = "sampled" if valid is not None and valid.candidates is not None else "full"
 
+        def budget_spent() -> bool:
+            spent = sum(h["seconds"] + (h.get("valid_seconds") or 0.0) for h in st["history"])
+            return c.max_minutes is not None and spent >= 60.0 * c.max_minutes
+
+        stopped_by_budget = False
         for epoch in range(st["epoch"], c.epochs):
             if st["stopped_early"]:
+                break
+            if budget_spent():
+                stopped_by_budget = True
+                self._log(acc, f"time budget of {c.max_minutes} min spent after {st['epoch']} epochs; best epoch {st['best_epoch']}")
                 break
             # one int64 per epoch from the persistent generator -> the epoch's generator (same on every rank)
             epoch_seed = int(torch.randint(0, 2**62, (1,), generator=order_gen))
@@ -305,6 +314,10 @@ class Trainer:
             if st["stopped_early"]:
                 self._log(acc, f"early stop: no {c.monitor} improvement in {c.patience} evaluations; best epoch {st['best_epoch']}")
                 break
+            if budget_spent() and epoch + 1 < c.epochs:
+                stopped_by_budget = True
+                self._log(acc, f"time budget of {c.max_minutes} min spent after {epoch + 1} epochs; best epoch {st['best_epoch']}")
+                break
 
         self._restore_best(st)
         m.fit_info = {
@@ -315,6 +328,8 @@ class Trainer:
             "monitor": c.monitor,
             "valid_users": None if valid is None else len(valid),
             "stopped_early": st["stopped_early"],
+            "stopped_by_budget": stopped_by_budget,
+            "max_minutes": c.max_minutes,
             "seconds_per_epoch": [h["seconds"] for h in st["history"]],
             "valid_seconds": [h.get("valid_seconds") for h in st["history"]],
             "resumed_from_epoch": resumed_from,
