@@ -1,9 +1,8 @@
 import numpy as np
 import polars as pl
-import pytest
 
 from conftest import make_raw
-from llmrec.data.dataset import DataConfig, Dataset, kcore, prepare_raw
+from llmrec.data.dataset import DataConfig, kcore, prepare_raw
 
 
 def cfg(**kw):

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmrec.data.errors import DataError
+from llmrec.utils.io import atomic_write_dir  # noqa: F401  (re-exported: llmrec.data.dataset.atomic_write_dir)
 
 PREPARE_VERSION = 1
 
@@ -278,20 +277,6 @@ def _cache_key(raw_files: list[str], cfg: DataConfig) -> str:
         h.update(f"{os.path.abspath(f)}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps(cfg.model_dump(exclude={"cache_dir", "use_cache", "path"}), sort_keys=True).encode())
     return h.hexdigest()[:16]
-
-
-def atomic_write_dir(target: Path, writer) -> None:
-    """Write a directory atomically: ``writer(tmpdir)`` fills a temp dir that then replaces ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        writer(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _save(ds: Dataset, d: Path) -> None:

@@ -354,7 +354,7 @@ def _comparison_metrics(sec: Section, o: Row, p: Row) -> list[str]:
 def to_markdown(sections: list[Section], groups: list[RunGroup], published: dict, *, split: str = "test") -> str:
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     n_runs = sum(len(g.runs) for g in groups)
-    out = [f"# llmrec report", "",
+    out = ["# llmrec report", "",
            f"{n_runs} run(s) in {len(groups)} row(s); {split} metrics; generated {now}. "
            "Our rows: mean ± sample std over seeds where a row has several runs. Published numbers as printed "
            "(percentages shown as fractions); ⚠ marks a number the notes say fails a consistency check. "

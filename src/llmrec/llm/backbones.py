@@ -266,7 +266,6 @@ def load_backbone(
     (e.g. ``num_hidden_layers: 4`` keeps only the first 4 layers of a pretrained model); for a tiny
     architecture they set its size. ``texts``: what a tiny model's tokenizer is trained on.
     ``lora``: a :class:`llmrec.llm.lora.LoraSettings` (or dict) to wrap the model with peft adapters."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
 
     if init not in ("pretrained", "scratch"):
         raise BackboneError(f"init must be 'pretrained' or 'scratch', got {init!r}")

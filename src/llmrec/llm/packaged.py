@@ -25,11 +25,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from llmrec.utils.io import atomic_write_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -174,10 +174,8 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: bool = True) -> Pat
     t0 = time.perf_counter()
     if progress and os.environ.get("LLMREC_PROGRESS", "1") != "0":
         print(f"[llmrec] converting {gguf_path.name} to safetensors (once; ~1 min on 2 cores) -> {target}", flush=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-    try:
+
+    def write(tmp: Path) -> None:
         d, g = str(gguf_path.parent), gguf_path.name
         tok = AutoTokenizer.from_pretrained(d, gguf_file=g, local_files_only=True)
         q = AutoModelForCausalLM.from_pretrained(d, gguf_file=g, dtype=torch.float32, local_files_only=True)
@@ -189,17 +187,9 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: bool = True) -> Pat
         (tmp / "LLMREC_SOURCE.txt").write_text(
             f"converted by llmrec.llm.packaged v{CONVERT_VERSION} from {gguf_path} in {time.perf_counter() - t0:.1f}s\n"
         )
-        del q, plain
-        if (target / "config.json").exists():  # another process won the race: keep its copy
-            shutil.rmtree(tmp, ignore_errors=True)
-            return target
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    # another process that finished the same conversion meanwhile wins: keep its copy
+    return atomic_write_dir(target, write, keep_existing=lambda t: (t / "config.json").exists())
 
 
 def _saveable(q, klass, gguf_path: Path):

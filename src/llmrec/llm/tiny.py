@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from llmrec.utils.io import atomic_write_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -199,18 +199,7 @@ def tiny_dir(arch: str, texts: list[str] | None = None, *, vocab_size: int = 100
     target = root / "tiny" / f"{arch}-{key}"
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-    try:
-        build_tiny(arch, tmp, texts, vocab_size=vocab_size, overrides=overrides, seed=seed)
-        if (target / "config.json").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return atomic_write_dir(
+        target, lambda tmp: build_tiny(arch, tmp, texts, vocab_size=vocab_size, overrides=overrides, seed=seed),
+        keep_existing=lambda t: (t / "config.json").exists(),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,6 +25,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_dir(target: str | Path, writer, *, keep_existing=None, mode: int = 0o755) -> Path:
+    """Write a directory atomically: ``writer(tmpdir)`` fills a temp dir beside ``target`` that then replaces it.
+
+    ``keep_existing(target) -> bool``, checked after writing: a complete ``target`` written meanwhile by another
+    process is kept and the temp dir dropped (a race between two processes filling the same cache entry).
+    An exception in ``writer`` leaves ``target`` untouched and removes the temp dir."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, mode)  # mkdtemp makes 0700
+    try:
+        writer(tmp)
+        if keep_existing is not None and keep_existing(target):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def git_commit() -> str | None:
