@@ -222,3 +222,28 @@ def test_build_report_without_published_rows(tmp_path):
     secs = build_report(groups, load_published())
     assert secs[0].dataset == "toys" and not secs[0].comparisons
     assert "HR@10" in secs[0].columns and "MRR@10" in secs[0].columns
+
+
+def test_next_session_rows_keep_recall_and_both_task_rows_share_a_name(tmp_path):
+    """A next-session run (a set of targets per row) shows Recall@k apart from HR@k; a config tested on two
+    protocols (session_task: both) is two rows with the same name, told apart by protocol."""
+    import json
+
+    from llmrec.evaluation.report import build_report, group_runs, load_published
+
+    def write(d, protocol, metrics):
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "dataset": "toy", "model": "pop", "protocol": protocol, "eval_protocol": "full", "id_order": "random",
+            "mask_history": True, "seed": 1, "metrics": {"test": metrics}, "config": {"name": "toy-pop"}}))
+        return d / "metrics.json"
+
+    files = [write(tmp_path / "a", "session-next-item-all", {"HR@5": 0.2, "Recall@5": 0.2}),
+             write(tmp_path / "a" / "session-next-session", "session-next-session", {"HR@5": 0.5, "Recall@5": 0.1})]
+    groups = group_runs(files)
+    assert sorted(g.name for g in groups) == ["toy-pop", "toy-pop"]
+    assert [g.multi_target for g in sorted(groups, key=lambda g: g.protocol)] == [False, True]
+    (sec,) = build_report(groups, load_published())
+    cells = {r.group.protocol: r.cells for r in sec.rows if r.kind == "ours"}
+    assert "Recall@5" not in cells["session-next-item-all"] and cells["session-next-item-all"]["HR@5"].value == 0.2
+    assert cells["session-next-session"]["Recall@5"].value == 0.1 and cells["session-next-session"]["HR@5"].value == 0.5

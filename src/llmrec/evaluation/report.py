@@ -188,12 +188,14 @@ def group_runs(metrics_files: list[Path]) -> list[RunGroup]:
                           m.get("mask_history"), name, fp], default=str)
         if key not in groups:
             # same name, different config: keep apart, and say so in the name
-            clash = sum(1 for g in groups.values() if g.name.split(" [")[0] == name and g.dataset == m.get("dataset"))
+            # (the same config tested on two protocols -- session_task: both -- is two rows told apart by protocol)
+            clash = sum(1 for g in groups.values() if g.name.split(" [")[0] == name and g.dataset == m.get("dataset")
+                        and g.protocol == m.get("protocol"))
             groups[key] = RunGroup(
                 dataset=m.get("dataset", "?"), model=m.get("model", "?"), name=name + (f" [{clash + 1}]" if clash else ""),
                 protocol=m.get("protocol", "?"), eval_protocol=m.get("eval_protocol", "?"), id_order=m.get("id_order", "?"),
                 mask_history=bool(m.get("mask_history")), n_neg=cand.get("n_neg") if cand else None,
-                multi_target=m.get("protocol") == "session",
+                multi_target=str(m.get("protocol", "")).endswith("next-session"),  # a set of targets per row
             )
         groups[key].runs.append(m)
         groups[key].paths.append(Path(p).parent)
