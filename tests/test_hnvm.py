@@ -19,13 +19,7 @@ H = 3600
 SMALL = dict(hidden=32, emb_dim=32, z_dim=8, e_dim=8, mlp_hidden=32, dropout=0.0, n_neg=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: much faster for these tiny GRUs, above all on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
 
 def test_kl_matches_torch_distributions():

@@ -11,12 +11,7 @@ from llmrec.models.base import HistoryBatch, Recommender
 SMALL = dict(session_hidden=32, user_hidden=32, emb_dim=32, dropout=0.0, n_neg=16, init_range=0.1732)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from llmrec.training import checkpoint as ckpt
 TINY_SASREC = {"hidden": 16, "max_len": 10, "loss": "ce", "dropout": 0.2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest (and far faster on a CPU shared with other jobs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")
