@@ -247,3 +247,21 @@ def test_next_session_rows_keep_recall_and_both_task_rows_share_a_name(tmp_path)
     cells = {r.group.protocol: r.cells for r in sec.rows if r.kind == "ours"}
     assert "Recall@5" not in cells["session-next-item-all"] and cells["session-next-item-all"]["HR@5"].value == 0.2
     assert cells["session-next-session"]["Recall@5"].value == 0.1 and cells["session-next-session"]["HR@5"].value == 0.5
+
+
+def test_a_key_set_to_null_groups_with_a_run_made_before_the_key_existed(tmp_path):
+    import json
+
+    from llmrec.evaluation.report import group_runs
+
+    files = []
+    for seed, train in ((1, {"lr": 0.1}), (2, {"lr": 0.1, "max_minutes": None}), (3, {"lr": 0.1, "max_minutes": 5})):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({
+            "dataset": "toy", "model": "bpr", "protocol": "loo", "eval_protocol": "full", "id_order": "random",
+            "mask_history": True, "seed": seed, "metrics": {"test": {"HR@10": 0.1}},
+            "config": {"name": "toy-bpr", "seed": seed, "train": train}}))
+        files.append(d / "metrics.json")
+    groups = group_runs(files)
+    assert sorted(len(g.runs) for g in groups) == [1, 2]  # null == absent; a real budget is a different config

@@ -132,9 +132,12 @@ def find_metrics(paths) -> list[Path]:
 
 
 def _strip_runtime(cfg, prefix=()):
+    """The config minus run-time keys; a key set to null counts as absent (so a run made before an optional key
+    existed still groups with later runs that leave it unset)."""
     if not isinstance(cfg, dict):
         return cfg
-    return {k: _strip_runtime(v, prefix + (k,)) for k, v in cfg.items() if prefix + (k,) not in _RUNTIME_KEYS}
+    return {k: _strip_runtime(v, prefix + (k,)) for k, v in cfg.items()
+            if prefix + (k,) not in _RUNTIME_KEYS and v is not None}
 
 
 @dataclass
