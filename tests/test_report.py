@@ -265,3 +265,14 @@ def test_a_key_set_to_null_groups_with_a_run_made_before_the_key_existed(tmp_pat
         files.append(d / "metrics.json")
     groups = group_runs(files)
     assert sorted(len(g.runs) for g in groups) == [1, 2]  # null == absent; a real budget is a different config
+
+
+def test_with_published_adds_only_the_named_datasets():
+    from llmrec.evaluation.report import build_report, load_published
+
+    pub = load_published()
+    secs = build_report([], pub, with_datasets=["rsc-xing", "ijc"])
+    assert [s.dataset for s in secs] == ["rsc-xing", "ijc"]
+    assert any(r.model == "hnvm" for r in secs[0].rows)
+    with pytest.raises(ValueError, match="no published table for dataset 'nope'"):
+        build_report([], pub, with_datasets=["nope"])

@@ -157,18 +157,21 @@ def report_cmd(
     html_out: Optional[Path] = typer.Option(None, "--html", help="also write an HTML report"),
     split: str = typer.Option("test", help="which metrics: test | valid"),
     all_published: bool = typer.Option(False, "--all-published", help="also list published tables for datasets with no run"),
+    with_published: Optional[str] = typer.Option(
+        None, "--with-published", help="comma-separated published datasets to show too, e.g. rsc-xing,ijc (HNVM's tables)"),
     metrics: Optional[str] = typer.Option(None, help="comma-separated metric columns (default: the published ones + HR@10, NDCG@10)"),
     published: Optional[Path] = typer.Option(None, help="published numbers (default: llmrec/evaluation/published.yaml)"),
 ) -> None:
     """One table of our runs (mean ± std over seeds) beside the papers' published numbers, as Markdown and HTML."""
     from llmrec.evaluation.report import make_report
 
-    if not run_dirs and not all_published:
-        raise typer.BadParameter("give at least one run directory (or --all-published)")
+    if not run_dirs and not all_published and not with_published:
+        raise typer.BadParameter("give at least one run directory (or --all-published / --with-published)")
     try:
         md, page, _ = make_report(run_dirs or [], published_path=published, split=split, all_published=all_published,
-                                  metrics=[m.strip() for m in metrics.split(",")] if metrics else None)
-    except FileNotFoundError as e:
+                                  metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
+                                  with_datasets=[d.strip() for d in with_published.split(",")] if with_published else None)
+    except (FileNotFoundError, ValueError) as e:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False)
         raise typer.Exit(2)
     if out is None:

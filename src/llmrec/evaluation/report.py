@@ -268,11 +268,19 @@ def _source_label(t: dict, sources: dict) -> str:
 
 
 def build_report(groups: list[RunGroup], published: dict, *, split: str = "test", all_published: bool = False,
-                 metrics: list[str] | None = None) -> list[Section]:
+                 metrics: list[str] | None = None, with_datasets: list[str] | None = None) -> list[Section]:
+    """``all_published``: a section for every published dataset; ``with_datasets``: sections for these published
+    datasets too (e.g. a paper's tables on data we cannot run, shown beside our runs on other data)."""
     datasets: list[str] = []
     for g in groups:
         if g.dataset not in datasets:
             datasets.append(g.dataset)
+    known = {d for t in published["tables"] for d in t["dataset"]}
+    for d in with_datasets or []:
+        if d not in known:
+            raise ValueError(f"no published table for dataset {d!r}; published datasets: {', '.join(sorted(known))}")
+        if d not in datasets:
+            datasets.append(d)
     if all_published:
         for t in published["tables"]:
             for d in t["dataset"]:
@@ -507,10 +515,10 @@ def to_html(sections: list[Section], groups: list[RunGroup], published: dict, *,
 
 
 def make_report(paths, *, published_path=None, split: str = "test", all_published: bool = False,
-                metrics: list[str] | None = None) -> tuple[str, str, list[Section]]:
+                metrics: list[str] | None = None, with_datasets: list[str] | None = None) -> tuple[str, str, list[Section]]:
     """(markdown, html, sections) for the runs under ``paths``."""
     files = find_metrics(paths) if paths else []
     groups = group_runs(files)
     pub = load_published(published_path)
-    secs = build_report(groups, pub, split=split, all_published=all_published, metrics=metrics)
+    secs = build_report(groups, pub, split=split, all_published=all_published, metrics=metrics, with_datasets=with_datasets)
     return to_markdown(secs, groups, pub, split=split), to_html(secs, groups, pub, split=split), secs
