@@ -255,7 +255,7 @@ def test_a_key_set_to_null_groups_with_a_run_made_before_the_key_existed(tmp_pat
     from llmrec.evaluation.report import group_runs
 
     files = []
-    for seed, train in ((1, {"lr": 0.1}), (2, {"lr": 0.1, "max_minutes": None}), (3, {"lr": 0.1, "max_minutes": 5})):
+    for seed, train in ((1, {"lr": 0.1}), (2, {"lr": 0.1, "new_key": None}), (3, {"lr": 0.1, "new_key": 5})):
         d = tmp_path / f"s{seed}"
         d.mkdir()
         (d / "metrics.json").write_text(json.dumps({
@@ -264,7 +264,7 @@ def test_a_key_set_to_null_groups_with_a_run_made_before_the_key_existed(tmp_pat
             "config": {"name": "toy-bpr", "seed": seed, "train": train}}))
         files.append(d / "metrics.json")
     groups = group_runs(files)
-    assert sorted(len(g.runs) for g in groups) == [1, 2]  # null == absent; a real budget is a different config
+    assert sorted(len(g.runs) for g in groups) == [1, 2]  # null == absent; a real value is a different config
 
 
 def test_with_published_adds_only_the_named_datasets():
@@ -276,3 +276,20 @@ def test_with_published_adds_only_the_named_datasets():
     assert any(r.model == "hnvm" for r in secs[0].rows)
     with pytest.raises(ValueError, match="no published table for dataset 'nope'"):
         build_report([], pub, with_datasets=["nope"])
+
+
+def test_budget_is_not_a_config_difference_but_budget_stopped_runs_are_named(tmp_path):
+    import json
+
+    from llmrec.evaluation.report import group_runs, make_report
+
+    for seed, budget, hit in ((1, 30, False), (2, 15, True)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({
+            "dataset": "toy", "model": "bpr", "protocol": "loo", "eval_protocol": "full", "id_order": "random",
+            "mask_history": True, "seed": seed, "metrics": {"test": {"HR@10": 0.1}},
+            "fit_info": {"stopped_by_budget": hit}, "config": {"name": "toy-bpr", "train": {"max_minutes": budget}}}))
+    assert [len(g.runs) for g in group_runs(sorted(tmp_path.rglob("metrics.json")))] == [2]
+    md, _, _ = make_report([tmp_path])
+    assert "stopped by the time budget, not converged: seed 2" in md

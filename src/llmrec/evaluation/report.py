@@ -36,6 +36,8 @@ _RUNTIME_KEYS = {
     ("seed",), ("threads",), ("progress",), ("name",),
     ("data", "path"), ("data", "cache_dir"), ("data", "use_cache"),
     ("eval", "batch_size"), ("eval", "keep_rows"), ("train", "eval_batch_size"), ("train", "checkpoint"),
+    # a wall-time budget: runs it stopped are marked in the run list ("stopped by the time budget")
+    ("train", "max_minutes"),
 }
 _FAMILY_ORDER = ["HR", "Recall", "NDCG", "MRR", "Precision"]
 _DEFAULT_METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@10"]
@@ -420,7 +422,9 @@ def to_markdown(sections: list[Section], groups: list[RunGroup], published: dict
     for g in groups:
         seeds = ", ".join(str(s) for s in g.seeds)
         commits = sorted({str(r.get("git_commit")) for r in g.runs})
-        out.append(f"- {_md(g.name)} ({g.dataset}, {g.model}; seeds {seeds}; commit {', '.join(commits)}): "
+        budget = [str(r.get("seed")) for r in g.runs if (r.get("fit_info") or {}).get("stopped_by_budget")]
+        note = f"; **stopped by the time budget, not converged: seed {', '.join(budget)}**" if budget else ""
+        out.append(f"- {_md(g.name)} ({g.dataset}, {g.model}; seeds {seeds}; commit {', '.join(commits)}{note}): "
                    + ", ".join(f"`{p}`" for p in g.paths))
     return "\n".join(out) + "\n"
 
