@@ -145,9 +145,10 @@ def test_variants_train_and_score(params):
         assert not hasattr(m.net, "prior")
 
 
-def test_needs_session_protocol():
+@pytest.mark.parametrize("name", ["hnvm", "hrnn"])
+def test_needs_session_protocol(name):
     from llmrec.data.splits import leave_one_out
 
     sp = leave_one_out(tiny_split().dataset)
-    with pytest.raises(ValueError, match="session protocol"):
-        build_model("hnvm", SMALL).fit(sp, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=f"{name} needs the session protocol"):
+        build_model(name, {}).fit(sp, epochs=1, progress=False)

@@ -449,11 +449,10 @@ class _HNVMNet(nn.Module):
 
 class HNVM(TorchRecommender):
     name = "hnvm"
+    requires_sessions = True
     Params = HNVMParams
 
     def build(self, split) -> nn.Module:
-        if split is not None and split.train_sessions is None:
-            raise ValueError("HNVM needs the session protocol (split.protocol: session)")
         return _HNVMNet(self.n_items, self.n_users, self.params)
 
     def train_batches(self, split, generator: torch.Generator, batch_size: int):

@@ -117,11 +117,10 @@ class _HRNNNet(nn.Module):
 
 class HRNN(TorchRecommender):
     name = "hrnn"
+    requires_sessions = True
     Params = HRNNParams
 
     def build(self, split) -> nn.Module:
-        if split is not None and split.train_sessions is None:
-            raise ValueError("HRNN needs the session protocol (split.protocol: session)")
         return _HRNNNet(self.n_items, self.params)
 
     def train_batches(self, split, generator: torch.Generator, batch_size: int):

@@ -65,6 +65,8 @@ def _inference(score_fn):
 class TorchRecommender(Recommender):
     """A recommender whose state is ``self.net`` (an ``nn.Module``), trained by the shared Trainer."""
 
+    requires_sessions = False  # True: fit() refuses a split without sessions (split.protocol: session)
+
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)
         self.net: nn.Module | None = None
@@ -111,6 +113,8 @@ class TorchRecommender(Recommender):
         them. ``callbacks``: functions ``f(model, epoch, info)`` called after every epoch's checkpoint."""
         from llmrec.training.trainer import Trainer
 
+        if self.requires_sessions and split.train_sessions is None:
+            raise ValueError(f"{self.name} needs the session protocol (split.protocol: session)")
         Trainer.from_config(self, split, cfg, run_dir=run_dir, resume=resume, progress=progress,
                             callbacks=callbacks, accelerator=accelerator, **overrides).fit()
         return self
