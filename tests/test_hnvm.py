@@ -90,14 +90,19 @@ def train_positions(split) -> EvalSet:
     return EvalSet(users=np.array(users), histories=hist, targets=np.array(tg), sessions=sess, name="train")
 
 
-@pytest.fixture(scope="module")
-def fitted():
+def fit_tiny(name: str, params: dict):
+    """(split, model, per-epoch losses): 60 epochs of one batch on the tiny split (shared with test_hrnn)."""
     sp = tiny_split()
-    m = build_model("hnvm", dict(SMALL, kl_anneal_steps=20))
+    m = build_model(name, params)
     losses = []
     m.fit(sp, epochs=60, batch_size=24, lr=0.02, patience=None, progress=False, eval_every=100,
           callbacks=[lambda model, epoch, rec: losses.append(rec["loss"])])
     return sp, m, losses
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return fit_tiny("hnvm", dict(SMALL, kl_anneal_steps=20))
 
 
 def test_overfits_tiny_data(fitted):

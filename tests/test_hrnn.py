@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from test_hnvm import tiny_split, train_positions
+from test_hnvm import fit_tiny, tiny_split, train_positions
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.models.base import HistoryBatch, Recommender
@@ -16,12 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run 
 
 @pytest.fixture(scope="module")
 def fitted():
-    sp = tiny_split()
-    m = build_model("hrnn", SMALL)
-    losses = []
-    m.fit(sp, epochs=60, batch_size=24, lr=0.02, patience=None, progress=False, eval_every=100,
-          callbacks=[lambda model, epoch, rec: losses.append(rec["loss"])])
-    return sp, m, losses
+    return fit_tiny("hrnn", SMALL)
 
 
 def test_overfits_tiny_data(fitted):
