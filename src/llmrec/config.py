@@ -56,6 +56,9 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(512, ge=1)
     validate_split: bool = Field(True, description="also evaluate on the validation split")
     keep_rows: bool = Field(False, description="keep per-user metric rows (for significance tests)")
+    sample_users: int | None = Field(None, ge=1, description="evaluate validation and test on a seeded sample of this "
+                                     "many users (the same users for every model with the same split and sample_seed)")
+    sample_seed: int = Field(0, ge=0, description="seed of the evaluation user sample")
 
 
 class TrainConfig(BaseModel):

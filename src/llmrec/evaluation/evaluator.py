@@ -53,6 +53,8 @@ def evaluate(
     if protocol == "sampled" and eval_set.candidates is None:
         raise ValueError("protocol 'sampled' needs candidate sets (split.candidates in the config)")
     starts = range(0, n, batch_size)
+    if hasattr(model, "begin_eval"):
+        model.begin_eval(eval_set.name)
     for s in progress_iter(starts, total=len(starts), desc=f"eval {eval_set.name}", enabled=progress):
         idx = np.arange(s, min(s + batch_size, n))
         sess = getattr(eval_set, "sessions", None)
@@ -78,6 +80,9 @@ def evaluate(
             ranks = pessimistic_rank(scores, targets, exclude)
             acc.add(single_target_metrics(ranks, ks))
     out = {"metrics": acc.result(), "n": acc.count, "seconds": time.perf_counter() - t0}
+    report = model.end_eval() if hasattr(model, "end_eval") else {}
+    if report:
+        out["model_report"] = report
     if keep_rows:
         out["rows"] = acc.rows()
     return out
@@ -86,3 +91,15 @@ def evaluate(
 def _check_shape(scores: torch.Tensor, shape: tuple, model) -> None:
     if tuple(scores.shape) != tuple(shape):
         raise ValueError(f"model {getattr(model, 'name', model)!r} returned scores of shape {tuple(scores.shape)}, expected {shape}")
+
+
+def scores_from_lists(lists: Sequence[Sequence[int]], n_items: int) -> torch.Tensor:
+    """(B, n_items) scores for models that return ranked lists (PALR, GenRec): listed items get descending
+    scores in list order, every other item -inf. With pessimistic ties an unlisted target ranks after every
+    listed item *and* every other unlisted item, so it is a miss at any cutoff within the list length."""
+    out = torch.full((len(lists), n_items), float("-inf"))
+    for r, items in enumerate(lists):
+        if len(items):
+            idx = torch.as_tensor(list(items), dtype=torch.long)
+            out[r, idx] = torch.arange(len(items), 0, -1, dtype=torch.float32)
+    return out

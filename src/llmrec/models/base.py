@@ -81,6 +81,8 @@ class Recommender:
         self.params = params
         self.n_items: int = 0
         self.n_users: int = 0
+        # what the model was trained on (llmrec.data.fingerprint; set by the run pipeline, saved with the model)
+        self.data_fingerprint: dict | None = None
 
     # -- learning and scoring -------------------------------------------------------------------
     def fit(self, split, **kw) -> "Recommender":
@@ -120,6 +122,7 @@ class Recommender:
             "n_items": self.n_items,
             "n_users": self.n_users,
             "extra": self.extra_config(),
+            "data_fingerprint": self.data_fingerprint,
         }
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_tensors().items()}
         tmp = d / "model.safetensors.tmp"
@@ -137,9 +140,21 @@ class Recommender:
         klass = get_model_class(cfg["model"]) if cls is Recommender else cls
         m = klass(cfg["params"])
         m.n_items, m.n_users = cfg["n_items"], cfg["n_users"]
+        m.data_fingerprint = cfg.get("data_fingerprint")
         m.load_extra_config(cfg.get("extra", {}))
         m.load_state_tensors(load_file(str(d / "model.safetensors")))
         return m
 
     def load_extra_config(self, extra: dict) -> None:
         pass
+
+    # -- optional evaluation hooks (models that return ranked lists: PALR, GenRec) --------------------
+    # ``begin_eval(name)`` is called before the evaluator's first batch of an evaluation set and
+    # ``end_eval()`` after its last; ``end_eval`` returns a JSON-able report (e.g. invalid / duplicate rates)
+    # that the run writes into metrics.json under ``generation.<name>``; a ``predictions`` key in it (a list
+    # of row dicts) is written to ``predictions.parquet`` for the test set instead.
+    def begin_eval(self, name: str) -> None:
+        pass
+
+    def end_eval(self) -> dict:
+        return {}

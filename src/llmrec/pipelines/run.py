@@ -56,6 +56,25 @@ def make_split(ds: Dataset, cfg: RunConfig) -> Split:
     return split
 
 
+def sample_eval_users(split: Split, n: int | None, seed: int) -> np.ndarray | None:
+    """Restrict validation and test (and extra test sets) to a seeded sample of ``n`` users, in place.
+
+    The sample depends only on the split's evaluated users and the seed, so every model run on the same data
+    and split with the same ``eval.sample_users`` / ``eval.sample_seed`` is evaluated on the same users."""
+    if n is None:
+        return None
+    sets = [split.valid, split.test, *split.extra_tests.values()]
+    users = np.unique(np.concatenate([es.users for es in sets if len(es)] or [np.zeros(0, dtype=np.int64)]))
+    if n >= len(users):
+        return users
+    chosen = np.sort(np.random.default_rng(seed).permutation(users)[:n])
+    for es in sets:
+        keep = np.flatnonzero(np.isin(es.users, chosen))
+        sub = es.subset(keep)
+        es.__dict__.update(sub.__dict__)
+    return chosen
+
+
 def default_run_dir(cfg: RunConfig) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.name or cfg.data.name + '-' + cfg.model}-{stamp}"
@@ -74,9 +93,13 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
     t = time.perf_counter()
     ds = load_dataset(cfg.data)
     split = make_split(ds, cfg)
+    sampled = sample_eval_users(split, cfg.eval.sample_users, cfg.eval.sample_seed)
     secs["load_and_split"] = time.perf_counter() - t
 
+    from llmrec.data.fingerprint import data_fingerprint
+
     model = build_model(cfg.model, cfg.params)
+    model.data_fingerprint = data_fingerprint(ds, cfg.data, split.protocol)
     t = time.perf_counter()
     model.fit(split, cfg=cfg, run_dir=out, resume=resume, progress=cfg.progress)
     secs["fit"] = time.perf_counter() - t
@@ -86,13 +109,16 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
     ev = dict(ks=cfg.eval.ks, mask_history=cfg.eval.mask_history, protocol=protocol,
               batch_size=cfg.eval.batch_size, progress=cfg.progress, keep_rows=cfg.eval.keep_rows)
     results = {}
+    reports: dict[str, dict] = {}
     if cfg.eval.validate_split and len(split.valid):
         r = evaluate(model, split.valid, **ev)
         results["valid"] = r["metrics"]
         secs["eval_valid"] = r["seconds"]
+        reports["valid"] = _model_report(r, out, None)
     r = evaluate(model, split.test, **ev)
     results["test"] = r["metrics"]
     secs["eval_test"] = r["seconds"]
+    reports["test"] = _model_report(r, out, out / "predictions.parquet")
     if cfg.eval.keep_rows:
         np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
 
@@ -114,6 +140,8 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
         "metrics": results,
         "seconds": secs,
         "fit_info": getattr(model, "fit_info", {}),
+        "eval_sample": None if sampled is None else {"users": int(len(sampled)), "seed": cfg.eval.sample_seed},
+        "data_fingerprint": model.data_fingerprint,
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
@@ -125,8 +153,24 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
                  "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
         atomic_write_json(out / name / "metrics.json", extra)
         metrics.setdefault("extra_tests", {})[name] = r["metrics"]
+    if any(reports.values()):
+        metrics["generation"] = {k: v for k, v in reports.items() if v}
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _model_report(r: dict, out: Path, predictions_path: Path | None) -> dict:
+    """The model's own evaluation report (see Recommender.end_eval); predictions go to a parquet file."""
+    rep = dict(r.get("model_report") or {})
+    rows = rep.pop("predictions", None)
+    if rows and predictions_path is not None:
+        import polars as pl
+
+        tmp = predictions_path.with_suffix(".parquet.tmp")
+        pl.DataFrame(rows).write_parquet(tmp)
+        tmp.replace(predictions_path)
+        rep["predictions_file"] = predictions_path.name
+    return rep
 
 
 def pin_threads_from_env() -> None:
