@@ -12,7 +12,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
   # torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v -i warning || true
-  .venv/bin/python -m pip install -q -e ".[dev,llm]" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -m pip install -q -e ".[dev,llm,track]" 2>&1 | grep -v -i warning || true
   .venv/bin/python -c "import llmrec, torch, polars, transformers" 
   echo "$want" > "$stamp"
 fi

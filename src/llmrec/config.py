@@ -86,6 +86,16 @@ class TrainConfig(BaseModel):
     )
 
 
+class TrackConfig(BaseModel):
+    """Experiment tracking (llmrec.training.tracking): off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["none", "tensorboard", "mlflow"] = Field(
+        "none", description="tensorboard: event files in RUN/tensorboard; mlflow: a run in a local store or tracking URI")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default a local SQLite store RUN/../mlflow.db")
+    experiment: str = Field("llmrec", min_length=1, description="MLflow experiment name")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -95,6 +105,7 @@ class RunConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
     seed: int = 42
     threads: int | None = Field(None, description="torch.set_num_threads; default: all cores")
     progress: bool = True

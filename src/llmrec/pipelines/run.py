@@ -80,8 +80,13 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.name or cfg.data.name + '-' + cfg.model}-{stamp}"
 
 
-def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False) -> dict:
-    """Run one experiment end to end; returns the metrics.json content."""
+def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, *, callbacks=None,
+        evaluate_test: bool = True) -> dict:
+    """Run one experiment end to end; returns the metrics.json content.
+
+    ``callbacks``: functions ``f(model, epoch, record)`` the shared trainer calls after every epoch (``llmrec
+    tune`` prunes through one). ``evaluate_test=False`` stops after validation (hyper-parameter search never
+    looks at test)."""
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -100,8 +105,17 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
 
     model = build_model(cfg.model, cfg.params)
     model.data_fingerprint = data_fingerprint(ds, cfg.data, split.protocol)
+    from llmrec.training.tracking import make_tracker
+
+    tracker = make_tracker(cfg.track, out)
+    tracker.log_config(cfg)
     t = time.perf_counter()
-    model.fit(split, cfg=cfg, run_dir=out, resume=resume, progress=cfg.progress)
+    try:
+        model.fit(split, cfg=cfg, run_dir=out, resume=resume, progress=cfg.progress,
+                  callbacks=[tracker.callback(lr=cfg.train.lr), *(callbacks or [])])
+    except BaseException:
+        tracker.close()
+        raise
     secs["fit"] = time.perf_counter() - t
     model.save(out / "model")
 
@@ -115,11 +129,12 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
         results["valid"] = r["metrics"]
         secs["eval_valid"] = r["seconds"]
         reports["valid"] = _model_report(r, out, None)
-    r = evaluate(model, split.test, **ev)
-    results["test"] = r["metrics"]
-    secs["eval_test"] = r["seconds"]
-    reports["test"] = _model_report(r, out, out / "predictions.parquet")
-    if cfg.eval.keep_rows:
+    if evaluate_test:
+        r = evaluate(model, split.test, **ev)
+        results["test"] = r["metrics"]
+        secs["eval_test"] = r["seconds"]
+        reports["test"] = _model_report(r, out, out / "predictions.parquet")
+    if cfg.eval.keep_rows and evaluate_test:
         np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
 
     metrics = {
@@ -145,7 +160,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
-    for name, es in split.extra_tests.items():  # further test sets from the same fit (session_task: both)
+    for name, es in (split.extra_tests.items() if evaluate_test else ()):  # further test sets from the same fit (session_task: both)
         r = evaluate(model, es, **ev)
         extra = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
                  "seconds": {**secs, "eval_test": r["seconds"]},
@@ -156,6 +171,8 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False)
     if any(reports.values()):
         metrics["generation"] = {k: v for k, v in reports.items() if v}
     atomic_write_json(out / "metrics.json", metrics)
+    tracker.log_final(metrics)
+    tracker.close()
     return metrics
 
 

@@ -274,7 +274,7 @@ class Trainer:
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"{m.name}: training loss is {mean_loss} in epoch {epoch + 1}; lower train.lr?")
             st["epoch"] = epoch + 1
-            rec = {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(train_secs, 3)}
+            rec = {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(train_secs, 3), "steps": steps, "lr": c.lr}
 
             improved = False
             if valid is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
