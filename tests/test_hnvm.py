@@ -13,7 +13,8 @@ from llmrec.data.splits import EvalSet
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.models.base import HistoryBatch, Recommender
-from llmrec.models.hnvm import context_groups, gru_chunks, kl_diag_gaussians, kl_weight
+from llmrec.models.hnvm import kl_diag_gaussians, kl_weight
+from llmrec.training.hierarchical import context_groups, gru_chunks
 
 H = 3600
 SMALL = dict(hidden=32, emb_dim=32, z_dim=8, e_dim=8, mlp_hidden=32, dropout=0.0, n_neg=16)

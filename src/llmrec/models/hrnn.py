@@ -23,7 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
-from llmrec.models.hnvm import (
+from llmrec.training.hierarchical import (
     SessionBatches,
     bpr_loss,
     chain_tensors,
