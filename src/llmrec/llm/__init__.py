@@ -8,7 +8,12 @@
 - :mod:`llmrec.llm.text`       item-text templates per dataset, token truncation;
 - :mod:`llmrec.llm.embeddings` ``ItemEncoder`` (item-token / mean pooling) and the safetensors embedding cache;
 - :mod:`llmrec.llm.lora`       LoRA through peft;
-- :mod:`llmrec.llm.retrieval`  exact torch top-K and FAISS indexes.
+- :mod:`llmrec.llm.retrieval`  exact torch top-K and FAISS indexes;
+- :mod:`llmrec.llm.prompts`    every prompt template of every system, named and versioned; chat formatting;
+- :mod:`llmrec.llm.generation` batched, cached, resumable, data-parallel text generation (profiles, summaries);
+- :mod:`llmrec.llm.decoding`   constrained decoding: prefix tries over items, lists of distinct candidates;
+- :mod:`llmrec.llm.tuning`     instruction tuning (LoRA or full), exact resume;
+- :mod:`llmrec.llm.scoring`    Yes/No and continuation likelihood scoring with a shared-prefix KV cache.
 
 Importing this package sets ``HF_HUB_OFFLINE=1``: nothing is ever downloaded from the Hugging Face hub.
 Submodules are imported lazily so that ``import llmrec.llm`` stays cheap.
@@ -19,4 +24,5 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-__all__ = ["backbones", "embeddings", "lora", "packaged", "retrieval", "text", "tiny"]
+__all__ = ["backbones", "decoding", "embeddings", "generation", "lora", "packaged", "prompts", "retrieval", "scoring",
+           "text", "tiny", "tuning"]
