@@ -70,7 +70,23 @@ def test_every_shipped_config_validates():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    files = sorted(root.rglob("*.yaml"))
+    files = sorted(f for f in root.rglob("*.yaml") if "spaces" not in f.relative_to(root).parts)
     assert files
     for f in files:
         load_config(f)  # raises ConfigError naming the file and key
+
+
+def test_every_shipped_search_space_validates(monkeypatch):
+    """Each search space in configs/spaces names the config it tunes on its first line and validates against it."""
+    from pathlib import Path
+
+    from llmrec.pipelines.tune import load_space
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    spaces = sorted((root / "configs" / "spaces").glob("*.yaml"))
+    assert spaces
+    for sp in spaces:
+        first = sp.read_text().splitlines()[0]
+        assert first.startswith("# config: "), f"{sp}: the first line must be '# config: PATH'"
+        load_space(sp, root / first.split(":", 1)[1].strip())

@@ -9,7 +9,7 @@ from llmrec.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "configs/tiny/sasrec-tiny.yaml"
-SPACE = ROOT / "configs/tiny/sasrec-space.yaml"
+SPACE = ROOT / "configs/spaces/tiny-sasrec.yaml"
 
 
 @pytest.fixture(autouse=True)

@@ -12,13 +12,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from llmrec.data.dataset import DataConfig
+from llmrec.data.dataset import DataConfig, check_path_component
+from llmrec.data.records import RecordsConfig
 
 
 class ConfigError(ValueError):
-    pass
+    """A bad config value: the message names the key and where it came from (the file, or --set)."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
+        super().__init__(message)
+        self.key, self.source = key, source
 
 
 class CandidateConfig(BaseModel):
@@ -27,12 +40,12 @@ class CandidateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n_neg: int = Field(100, ge=1)
     strategy: Literal["uniform", "popularity"] = "uniform"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    protocol: Literal["loo", "session"] = "loo"
+    protocol: Literal["loo", "session", "records"] = "loo"
     session_gap: int = Field(1800, ge=1, description="idle gap in seconds that starts a new session")
     # --- session protocol (llmrec.data.sessions; docs/sessions.md); ignored by protocol 'loo' ---
     session_task: Literal["next-item", "next-session", "both"] = Field(
@@ -47,11 +60,19 @@ class SplitConfig(BaseModel):
     session_max_user_sessions: int | None = Field(None, ge=1, description="drop users with more sessions")
     session_min_eval_length: int = Field(2, ge=1, description="held-out sessions shorter than this after removing unseen items are not evaluated")
     candidates: CandidateConfig | None = Field(None, description="rank inside sampled candidate sets instead of all items")
+    # --- records protocol (llmrec.data.records: one record per user, LLM-TRSR's 1:20 candidates) ---
+    records: RecordsConfig = Field(default_factory=RecordsConfig, description="protocol 'records' only")
+
+    @model_validator(mode="after")
+    def _records_candidates(self):
+        if self.protocol == "records" and self.candidates is None:  # the records protocol is always 1:N sampled
+            self.candidates = CandidateConfig(n_neg=20)
+        return self
 
 
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20], min_length=1)
     mask_history: bool = True
     batch_size: int = Field(512, ge=1)
     validate_split: bool = Field(True, description="also evaluate on the validation split")
@@ -59,6 +80,16 @@ class EvalConfig(BaseModel):
     sample_users: int | None = Field(None, ge=1, description="evaluate validation and test on a seeded sample of this "
                                      "many users (the same users for every model with the same split and sample_seed)")
     sample_seed: int = Field(0, ge=0, description="seed of the evaluation user sample")
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_positive(cls, v: list[int]) -> list[int]:  # checked against the catalogue once the data is loaded
+        bad = [k for k in v if k < 1]
+        if bad:
+            raise ValueError(f"every cutoff must be >= 1, got {bad[0]}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"cutoffs must be distinct, got {v}")
+        return v
 
 
 class TrainConfig(BaseModel):
@@ -69,12 +100,12 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float | None = Field(5.0, description="max gradient norm; null disables clipping")
-    patience: int | None = Field(5, description="early stopping patience in epochs on valid NDCG@10; null disables")
+    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables clipping")
+    patience: int | None = Field(5, ge=1, description="early stopping patience in epochs on valid NDCG@10; null disables")
     monitor: str = "NDCG@10"
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
-    max_eval_users: int | None = Field(None, description="evaluate validation on a fixed random subset of users during training")
+    max_eval_users: int | None = Field(None, ge=1, description="evaluate validation on a fixed random subset of users during training")
     max_minutes: float | None = Field(
         None, gt=0, description="time budget: stop after the epoch at which training + validation wall time reaches it "
         "(the best epoch so far is kept; fit_info records stopped_by_budget)")
@@ -84,6 +115,15 @@ class TrainConfig(BaseModel):
     accelerate: Literal["auto", "on", "off"] = Field(
         "auto", description="use Hugging Face accelerate: auto = when launched by `accelerate launch`, on a GPU, or with mixed precision"
     )
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_metric(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"(HR|NDCG|MRR|Precision|Recall)@[1-9][0-9]*", v):
+            raise ValueError(f"expected a metric like 'NDCG@10' (HR|NDCG|MRR|Precision|Recall @ k >= 1), got {v!r}")
+        return v
 
 
 class TrackConfig(BaseModel):
@@ -106,37 +146,107 @@ class RunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
-    seed: int = 42
-    threads: int | None = Field(None, description="torch.set_num_threads; default: all cores")
+    seed: int = Field(42, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch.set_num_threads; default: all cores")
     progress: bool = True
+    _source: str | None = PrivateAttr(None)  # the config file (for error messages after loading)
+    _overrides: list[str] = PrivateAttr(default_factory=list)  # the --set overrides (blamed for their keys)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_folder(cls, v: str | None) -> str | None:  # it names a folder under runs/
+        return None if v is None else check_path_component(v)
 
     def resolved(self) -> "RunConfig":
         """Validate ``params`` against the model and fill in its defaults."""
-        from llmrec.models import get_model_class
-
-        try:
-            klass = get_model_class(self.model)
-        except KeyError as e:
-            raise ConfigError(f"model: {e.args[0]}") from None
-        try:
-            p = klass.Params(**self.params)
-        except ValidationError as e:
-            raise ConfigError(_format_validation(e, prefix="params")) from None
-        return self.model_copy(update={"model": self.model.lower(), "params": p.model_dump()})
+        return _resolve(self, self._source, self._overrides)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_validation(e: ValidationError, prefix: str = "", source: str | None = None) -> str:
-    lines = []
+def _resolve(cfg: RunConfig, source: str | None, overrides: list[str]) -> RunConfig:
+    from llmrec.models import get_model_class
+
+    try:
+        klass = get_model_class(cfg.model)
+    except KeyError as e:
+        raise ConfigError(f"{_origin('model', source, overrides)}model: {e.args[0]}", key="model",
+                          source=_source_of("model", source, overrides)) from None
+    try:
+        p = klass.Params(**cfg.params)
+    except ValidationError as e:
+        raise _validation_error(e, source, overrides, prefix="params") from None
+    needs = getattr(klass.Params, "needs_protocol", None)  # e.g. HNVM / HRNN train on sessions
+    if needs and cfg.split.protocol not in needs:
+        key = "split.protocol" if _blame("split.protocol", overrides) else "model"
+        o = _origin(key, source, overrides)
+        raise ConfigError(
+            f"{o}split.protocol: model {cfg.model!r} needs protocol "
+            f"{' or '.join(repr(x) for x in needs)}, got {cfg.split.protocol!r}", key="split.protocol",
+            source=_source_of(key, source, overrides))
+    out = cfg.model_copy(update={"model": cfg.model.lower(), "params": p.model_dump()})
+    out._source, out._overrides = source, list(overrides)
+    return out
+
+
+def _override_keys(overrides: list[str] | None) -> dict[str, str]:
+    return {ov.split("=", 1)[0].strip(): ov for ov in overrides or [] if "=" in ov}
+
+
+def _blame(loc: str, overrides: list[str] | None) -> str | None:
+    """The ``--set`` override that gave the value at ``loc`` (a dotted key), if any."""
+    hit = None
+    for key, ov in _override_keys(overrides).items():
+        if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+            hit = ov
+    return hit
+
+
+def _source_of(loc: str, source: str | None, overrides: list[str] | None) -> str | None:
+    ov = _blame(loc, overrides)
+    return f"--set {ov}" if ov is not None else source
+
+
+def _origin(loc: str, source: str | None, overrides: list[str] | None) -> str:
+    """'--set k=v: ' or 'FILE: ' -- where the value at ``loc`` came from."""
+    ov = _blame(loc, overrides)
+    if ov is not None:
+        return f"--set {ov}: "
+    return f"{source}: " if source else ""
+
+
+def _validation_error(e: ValidationError, source: str | None, overrides: list[str] | None, prefix: str = "") -> ConfigError:
+    errs = e.errors()
+    first = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(errs[0]["loc"])) if errs else None
+    ov = _blame(first, overrides) if first else None
+    return ConfigError(_format_validation(e, prefix=prefix, source=source, overrides=overrides), key=first,
+                       source=f"--set {ov}" if ov else source)
+
+
+def _format_validation(e: ValidationError, prefix: str = "", source: str | None = None,
+                       overrides: list[str] | None = None) -> str:
+    lines, from_file = [], False
     for err in e.errors():
         loc = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict) else ""))
-    head = f"invalid config{' in ' + source if source else ''}:"
+        got = err.get("input")
+        show_got = err["type"] not in ("extra_forbidden", "value_error") and "input" in err and not isinstance(got, dict)
+        if err["type"] == "value_error":  # our own validators: the message already quotes the value
+            msg = msg.removeprefix("Value error, ")
+        line = f"  {loc}: {msg}" + (f" (got {got!r})" if show_got else "")
+        ov = _blame(loc, overrides)
+        if ov is not None:
+            line += f" -- given with --set {ov}"
+        else:
+            from_file = True
+        lines.append(line)
+    if from_file or not overrides:
+        head = f"invalid config{' in ' + source if source else ''}:"
+    else:
+        head = f"invalid value given with --set{' (config ' + source + ')' if source else ''}:"
     return "\n".join([head] + lines)
 
 
@@ -164,17 +274,21 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
     d: dict = dict(base or {})
-    src = str(path) if path else "overrides"
+    src = str(path) if path else None
     if path is not None:
         p = Path(path)
         if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
+            raise ConfigError(f"config file not found: {p}", source=str(p))
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a directory; expected a YAML config file", source=str(p))
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            raise ConfigError(f"{p}: not valid YAML: {e}", source=str(p)) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read the config file ({e})", source=str(p)) from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+            raise ConfigError(f"{p}: expected a mapping at the top level", source=str(p))
         d.update(loaded)
     d = apply_overrides(d, overrides or [])
     if isinstance(d.get("data"), str):
@@ -182,5 +296,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         cfg = RunConfig(**d)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, source=src)) from None
-    return cfg.resolved()
+        raise _validation_error(e, src, overrides) from None
+    return _resolve(cfg, src, overrides or [])

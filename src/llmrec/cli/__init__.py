@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="llmrec: sequential recommendation with language models.")
@@ -46,7 +47,7 @@ def data_stats(
     if as_json:
         print(json.dumps(st, indent=2))
         return
-    t = Table(title=f"{ds.name}", show_header=True)
+    t = Table(title=escape(ds.name), show_header=True)
     t.add_column("statistic")
     t.add_column("value", justify="right")
     for k, v in st.items():
@@ -54,7 +55,7 @@ def data_stats(
             for k2, v2 in v.items():
                 t.add_row(f"{k}.{k2}", _fmt(v2))
         elif isinstance(v, list):
-            t.add_row(k, "; ".join(map(str, v)) if v else "-")
+            t.add_row(k, escape("; ".join(map(str, v))) if v else "-")
         else:
             t.add_row(k, _fmt(v))
     console.print(t)
@@ -122,7 +123,8 @@ def run_cmd(
             d = out
         else:
             d = out / (cfg.name or p.stem)
-        console.print(f"[bold]run[/bold] {p} -> {d}  (model={cfg.model}, data={cfg.data.name}, id_order={cfg.data.id_order})")
+        console.print(f"[bold]run[/bold] {escape(str(p))} -> {escape(str(d))}  (model={cfg.model}, data={escape(cfg.data.name)}, "
+                      f"id_order={cfg.data.id_order})")
         m = run(cfg, d, resume=resume)
         rows.append((cfg.name or p.stem, m, d))
     print_table(rows)
@@ -136,14 +138,14 @@ def print_table(rows) -> None:
                 keys.append(k)
     show = [k for k in MAIN_METRICS if k in keys] or keys[:8]
     first = rows[0][1]
-    t = Table(title=f"test metrics — {first['dataset']}, {first['protocol']}, {first['eval_protocol']} ranking, "
+    t = Table(title=f"test metrics — {escape(first['dataset'])}, {first['protocol']}, {first['eval_protocol']} ranking, "
               f"history {'masked' if first['mask_history'] else 'not masked'}, pessimistic ties")
     for c in ["run", "model", "ids"] + show + ["fit s", "eval s"]:
         t.add_column(c, justify="right" if c not in ("run", "model", "ids") else "left", no_wrap=True)
     for name, m, _ in rows:
         te = m["metrics"]["test"]
         t.add_row(
-            name, m["model"], m["id_order"],
+            escape(name), m["model"], m["id_order"],
             *[f"{te[k]:.4f}" if k in te else "-" for k in show],
             f"{m['seconds']['fit']:.1f}", f"{m['seconds']['eval_test']:.1f}",
         )
@@ -172,7 +174,7 @@ def report_cmd(
                                   metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
                                   with_datasets=[d.strip() for d in with_published.split(",")] if with_published else None)
     except (FileNotFoundError, ValueError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        print_error(e)
         raise typer.Exit(2)
     if out is None:
         print(md)
@@ -186,16 +188,176 @@ def report_cmd(
         console.print(f"wrote {html_out}")
 
 
-def main() -> None:
+# ----------------------------------------------------------------------------------------------------
+# serving: recommend / export / serve / artifact (llmrec.pipelines.artifact, llmrec.service)
+
+
+def _fail(e: Exception) -> None:
+    print_error(e)
+    raise typer.Exit(2)
+
+
+def _load_run(run_dir: Path):
+    from llmrec.data.fingerprint import FingerprintMismatch
+    from llmrec.pipelines.artifact import ArtifactError, load_artifact
+
+    try:
+        return load_artifact(run_dir)
+    except (ArtifactError, FingerprintMismatch, FileNotFoundError) as e:
+        _fail(e)
+
+
+def _split_ids(s: Optional[str]) -> Optional[list[str]]:
+    if s is None:
+        return None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+@app.command("recommend")
+def recommend_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory made by `llmrec run` (or its model/ directory)"),
+    user: Optional[str] = typer.Option(None, "--user", help="original id of a user seen in training"),
+    history: Optional[str] = typer.Option(None, "--history", help="comma-separated original item ids, oldest first "
+                                          "(a new user; with --user: appended to the user's history)"),
+    k: int = typer.Option(10, "--k", min=1, help="number of items"),
+    exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated item ids never to recommend"),
+    keep_history: bool = typer.Option(False, "--keep-history", help="allow items of the history in the answer"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (the same document POST /recommend answers)"),
+) -> None:
+    """Top-k items for a known user or for a history of item ids (unknown item ids are reported)."""
+    from llmrec.service.engine import EmptyHistory, Query, UnknownUser, recommend
+
+    if user is None and history is None:
+        raise typer.BadParameter("give --user ID or --history ID,ID,...", param_hint="--user / --history")
+    art = _load_run(run_dir)
+    q = Query(user=user, history=_split_ids(history), k=k, exclude=_split_ids(exclude) or [],
+              exclude_history=not keep_history)
+    try:
+        ans = recommend(art, q)
+    except (UnknownUser, EmptyHistory) as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(ans, indent=2))
+        return
+    err = Console(stderr=True)
+    if ans["unknown_items"]:
+        err.print(f"[yellow]warning:[/yellow] {len(ans['unknown_items'])} history item id(s) not in the catalogue, "
+                  f"not used: {escape(', '.join(ans['unknown_items'][:20]))}", highlight=False)
+    if ans["unknown_exclude"]:
+        err.print(f"[yellow]warning:[/yellow] --exclude ids not in the catalogue: {escape(', '.join(ans['unknown_exclude'][:20]))}",
+                  highlight=False)
+    who = f"user {escape(user)}" if user is not None else "the given history"
+    t = Table(title=f"{getattr(art.model, 'name', '?')} — top {k} for {who} ({ans['history_length']} history items, "
+              f"history {'excluded' if not keep_history else 'kept'})")
+    for c, j in (("rank", "right"), ("item", "left"), ("title", "left"), ("score", "right")):
+        t.add_column(c, justify=j)
+    for r in ans["items"]:
+        t.add_row(str(r["rank"]), escape(r["item_id"]), escape((r["title"] or "")[:80]), f"{r['score']:.4f}")
+    console.print(t)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory made by `llmrec run`"),
+    out: Path = typer.Option(..., "--out", help="parquet file: user_id, rank, item_id, score (one row per item)"),
+    k: int = typer.Option(100, "--k", min=1, help="items per user"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="users per model call (bounds memory)"),
+    keep_history: bool = typer.Option(False, "--keep-history", help="allow items of the history in the lists"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads"),
+) -> None:
+    """Top-k for every user of the run, batched, into one parquet file."""
+    import torch
+
+    from llmrec.service.engine import export_all
+
+    if threads:
+        torch.set_num_threads(threads)
+    art = _load_run(run_dir)
+    m = export_all(art, out, k=k, batch_size=batch_size, exclude_history=not keep_history)
+    console.print(f"wrote {out}: {m['users']:,} users, {m['rows']:,} rows (top {k})")
+
+
+@app.command("serve")
+def serve_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory made by `llmrec run`"),
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on (0.0.0.0 exposes it)"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="answer concurrent requests with one model call"),
+    max_batch: int = typer.Option(32, "--max-batch", min=1),
+    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", min=0.0),
+    max_k: int = typer.Option(1000, "--max-k", min=1),
+    max_history: int = typer.Option(1000, "--max-history", min=1),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads"),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """HTTP service: POST /recommend, GET /items/{id}, /health, /metrics, /docs (OpenAPI)."""
+    import torch
+    import uvicorn
+
+    from llmrec.service.app import ServeSettings, create_app
+
+    if threads:
+        torch.set_num_threads(threads)
+    art = _load_run(run_dir)
+    s = ServeSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, max_k=max_k, max_history=max_history)
+    console.print(f"serving {getattr(art.model, 'name', '?')} from {run_dir} on http://{host}:{port} "
+                  f"({art.n_users:,} users, {art.n_items:,} items; docs at /docs)")
+    uvicorn.run(create_app(art, s), host=host, port=port, log_level=log_level)
+
+
+@app.command("artifact")
+def artifact_cmd(
+    run_dir: Path = typer.Argument(..., help="a run made before llmrec saved serving files"),
+) -> None:
+    """Add the serving files (ids, histories, item text) to an older run, from its config.yaml and data."""
+    from llmrec.data.fingerprint import FingerprintMismatch
+    from llmrec.pipelines.artifact import ArtifactError, backfill_artifact
+
+    try:
+        d = backfill_artifact(run_dir)
+    except (ArtifactError, FingerprintMismatch) as e:
+        _fail(e)
+    console.print(f"wrote serving files to {d}")
+
+
+def print_error(e: BaseException | str) -> None:
+    """``error: <message>`` on stderr as plain text: brackets in a message are printed, never read as markup."""
+    from pydantic import ValidationError
+    from rich.text import Text
+
+    if isinstance(e, ValidationError):
+        from llmrec.config import _format_validation
+
+        msg = _format_validation(e)
+    else:
+        msg = str(e)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", msg))
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The typed errors of bad input, bad config and damaged files: printed as one message, exit status 2."""
     from pydantic import ValidationError
 
     from llmrec.config import ConfigError
     from llmrec.data.errors import DataError
+    from llmrec.data.fingerprint import FingerprintMismatch
+    from llmrec.training.checkpoint import CheckpointError
 
+    errs: list[type[BaseException]] = [ConfigError, DataError, ValidationError, FingerprintMismatch, CheckpointError]
+    try:
+        from llmrec.pipelines.artifact import ArtifactError
+
+        errs.append(ArtifactError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def main() -> None:
     try:
         app()
-    except (ConfigError, DataError, ValidationError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+    except expected_errors() as e:
+        print_error(e)
         sys.exit(2)
 
 

@@ -33,12 +33,22 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmrec.data.errors import DataError
 from llmrec.utils.io import atomic_write_dir  # noqa: F401  (re-exported: llmrec.data.dataset.atomic_write_dir)
 
 PREPARE_VERSION = 1
+CACHE_FORMAT = 2  # meta.json carries sha256 checksums of the parquet files
+
+
+def check_path_component(v: str) -> str:
+    """``v`` names one folder (a run or a cache entry): no path separators, not '.' or '..', not absolute."""
+    if not v or not v.strip():
+        raise ValueError("must not be empty")
+    if "/" in v or "\\" in v or "\x00" in v or v in (".", "..") or Path(v).is_absolute():
+        raise ValueError(f"must be a plain name without '/', '\\' or '..' (it names a folder), got {v!r}")
+    return v
 
 
 class GenericSource(BaseModel):
@@ -69,9 +79,23 @@ class DataConfig(BaseModel):
     min_user_interactions: int = Field(0, ge=0)
     min_item_interactions: int = Field(0, ge=0)
     id_order: Literal["random", "original"] = "random"
-    id_seed: int = 2024
+    id_seed: int = Field(2024, ge=0)
     cache_dir: str | None = None
     use_cache: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_folder(cls, v: str) -> str:  # it names the cache entry's folder
+        return check_path_component(v)
+
+    @model_validator(mode="after")
+    def _generic_is_not_a_staged_name(self):
+        from llmrec.data.loaders import DATASETS
+
+        if self.generic is not None and self.name.strip().lower() in DATASETS:
+            raise ValueError(f"data.generic is set (your own files) but data.name is the staged dataset {self.name!r}: "
+                             "the results would be labelled as that dataset; use data.name: generic or a name of your own")
+        return self
 
 
 @dataclass
@@ -279,7 +303,33 @@ def _cache_key(raw_files: list[str], cfg: DataConfig) -> str:
     return h.hexdigest()[:16]
 
 
+_CACHE_FILES = ("interactions.parquet", "items.parquet")
+_WRITER = ".writer"  # inside a cache entry being written: "host pid" (stale temp dirs of killed writes are removed)
+
+
+class DamagedCache(Exception):
+    """A cache entry that cannot be trusted (truncated, modified, older format); it is rebuilt."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {msg}\n")
+    sys.stderr.flush()
+
+
 def _save(ds: Dataset, d: Path) -> None:
+    import socket
+
+    (d / _WRITER).write_text(f"{socket.gethostname()} {os.getpid()}")
     uidx = np.repeat(np.arange(ds.n_users), ds.lengths())
     cols = {"user": uidx, "item": ds.seq_items, "order": ds.seq_order}
     if ds.seq_behavior is not None:
@@ -287,6 +337,8 @@ def _save(ds: Dataset, d: Path) -> None:
     pl.DataFrame(cols).write_parquet(d / "interactions.parquet")
     ds.item_text.write_parquet(d / "items.parquet")
     meta = {
+        "format": CACHE_FORMAT,
+        "checksums": {f: _sha256(d / f) for f in _CACHE_FILES},
         "name": ds.name,
         "n_users": ds.n_users,
         "n_items": ds.n_items,
@@ -297,29 +349,82 @@ def _save(ds: Dataset, d: Path) -> None:
         "info": ds.info,
     }
     (d / "meta.json").write_text(json.dumps(meta))
+    (d / _WRITER).unlink()
 
 
 def _load(d: Path) -> Dataset:
-    meta = json.loads((d / "meta.json").read_text())
-    inter = pl.read_parquet(d / "interactions.parquet")
-    counts = np.bincount(inter["user"].to_numpy(), minlength=meta["n_users"])
-    ptr = np.zeros(meta["n_users"] + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return Dataset(
-        name=meta["name"],
-        n_users=meta["n_users"],
-        n_items=meta["n_items"],
-        user_ptr=ptr,
-        seq_items=inter["item"].to_numpy().astype(np.int64),
-        seq_order=inter["order"].to_numpy().astype(np.int64),
-        seq_behavior=inter["behavior"].to_numpy().astype(str) if "behavior" in inter.columns else None,
-        user_ids=meta["user_ids"],
-        item_ids=meta["item_ids"],
-        item_text=pl.read_parquet(d / "items.parquet"),
-        has_timestamps=meta["has_timestamps"],
-        notes=meta["notes"],
-        info=meta["info"],
-    )
+    """Read a cache entry; raises :class:`DamagedCache` when any part of it fails its checksum or cannot be read."""
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DamagedCache(f"meta.json cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or not isinstance(meta.get("checksums"), dict):
+        raise DamagedCache("meta.json is incomplete or from an older llmrec (no checksums)")
+    for f in _CACHE_FILES:
+        want = meta["checksums"].get(f)
+        try:
+            got = _sha256(d / f)
+        except OSError as e:
+            raise DamagedCache(f"{f} cannot be read ({e.strerror or e})") from None
+        if got != want:
+            raise DamagedCache(f"{f} does not match its checksum in meta.json (truncated or modified)")
+    try:
+        inter = pl.read_parquet(d / "interactions.parquet")
+        counts = np.bincount(inter["user"].to_numpy(), minlength=meta["n_users"])
+        ptr = np.zeros(meta["n_users"] + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        ds = Dataset(
+            name=meta["name"],
+            n_users=meta["n_users"],
+            n_items=meta["n_items"],
+            user_ptr=ptr,
+            seq_items=inter["item"].to_numpy().astype(np.int64),
+            seq_order=inter["order"].to_numpy().astype(np.int64),
+            seq_behavior=inter["behavior"].to_numpy().astype(str) if "behavior" in inter.columns else None,
+            user_ids=meta["user_ids"],
+            item_ids=meta["item_ids"],
+            item_text=pl.read_parquet(d / "items.parquet"),
+            has_timestamps=meta["has_timestamps"],
+            notes=meta["notes"],
+            info=meta["info"],
+        )
+    except Exception as e:  # noqa: BLE001 - polars / numpy / KeyError on a damaged entry
+        raise DamagedCache(f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if len(ds.user_ids) != ds.n_users or len(ds.item_ids) != ds.n_items or len(counts) != ds.n_users:
+        raise DamagedCache("meta.json does not match the parquet files")
+    return ds
+
+
+def _remove_stale_temp_dirs(cdir: Path, max_age_s: float = 3600.0) -> None:
+    """Remove temp dirs ``.<entry>.*`` of cache writes that were killed (their writer process is gone)."""
+    import shutil
+    import socket
+
+    if not cdir.parent.is_dir():
+        return
+    host = socket.gethostname()
+    for t in cdir.parent.glob(f".{cdir.name}.*"):
+        if not t.is_dir():
+            continue
+        stale = False
+        try:
+            h, pid = (t / _WRITER).read_text().split()
+            if h == host:
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:
+                    stale = True
+                except (PermissionError, ValueError):
+                    pass
+            else:
+                stale = time.time() - t.stat().st_mtime > max_age_s
+        except (OSError, ValueError):  # no writer file: killed before it was written, or finished -> by age
+            try:
+                stale = time.time() - t.stat().st_mtime > max_age_s
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(t, ignore_errors=True)
 
 
 def load_raw_for(cfg: DataConfig):
@@ -346,7 +451,9 @@ def load_raw_for(cfg: DataConfig):
 
 
 def load_dataset(cfg: DataConfig | str, **overrides) -> Dataset:
-    """Load and prepare a dataset, from the parquet cache when possible."""
+    """Load and prepare a dataset, from the parquet cache when possible.
+
+    A cache entry that fails its checksums (a truncated or modified file) is rebuilt, with a warning."""
     if isinstance(cfg, str):
         cfg = DataConfig(name=cfg, **overrides)
     elif overrides:
@@ -354,22 +461,31 @@ def load_dataset(cfg: DataConfig | str, **overrides) -> Dataset:
     t0 = time.perf_counter()
     raw_files = _source_files(cfg)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    key = _cache_key(raw_files, cfg) if raw_files else None
+    # a missing source file: no cache look-up, the loader reports it (file, what was expected)
+    key = _cache_key(raw_files, cfg) if raw_files and all(os.path.isfile(f) for f in raw_files) else None
     cdir = cache_root / "datasets" / f"{cfg.name}-{key}" if key else None
-    if cfg.use_cache and cdir is not None and (cdir / "meta.json").exists():
-        ds = _load(cdir)
-        ds.info["load_seconds"] = time.perf_counter() - t0
-        ds.info["from_cache"] = True
-        return ds
+    if cfg.use_cache and cdir is not None and cdir.exists():
+        try:
+            ds = _load(cdir)
+        except DamagedCache as e:
+            _warn(f"dataset cache entry {cdir} is damaged: {e}; rebuilding it from the source files")
+            import shutil
+
+            shutil.rmtree(cdir, ignore_errors=True)
+        else:
+            ds.info["load_seconds"] = time.perf_counter() - t0
+            ds.info["from_cache"] = True
+            return ds
     raw = load_raw_for(cfg)
     ds = prepare_raw(raw, cfg)
     if cfg.use_cache:
         key = _cache_key(raw.source_files, cfg)
         cdir = cache_root / "datasets" / f"{cfg.name}-{key}"
         try:
+            _remove_stale_temp_dirs(cdir)
             atomic_write_dir(cdir, lambda d: _save(ds, d))
-        except OSError:
-            pass  # a read-only cache must not stop a run
+        except OSError as e:
+            _warn(f"cannot write the dataset cache {cdir} ({e.strerror or e}); continuing without it")
     ds.info["load_seconds"] = time.perf_counter() - t0
     ds.info["from_cache"] = False
     return ds
@@ -381,7 +497,7 @@ def _source_files(cfg: DataConfig) -> list[str]:
 
     if cfg.generic is not None:
         files = [cfg.generic.interactions] + ([cfg.generic.items] if cfg.generic.items else [])
-        return [f for f in files if os.path.exists(f)]
+        return [str(Path(f).expanduser().resolve()) for f in files]
     fn = getattr(loaders, "source_files", None)
     if fn is None:
         return []

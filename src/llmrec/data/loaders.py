@@ -942,6 +942,12 @@ def _col_name(c: str | int | None, has_header: bool) -> str | None:
     return c
 
 
+def _looks_iso(st: pl.Series) -> bool:
+    """True when the column's first non-empty value (file order) looks like an ISO-8601 date."""
+    first = st.drop_nulls()
+    return bool(first.len()) and bool(first.head(1).str.contains(r"^-?[0-9]{4}-[0-9]{2}").all())
+
+
 def _parse_iso(value: str) -> int:
     v = value.strip()
     if v.endswith(("Z", "z")):
@@ -984,14 +990,24 @@ def _time_to_unix(table: _Table, col: str) -> tuple[pl.Series, list[str]]:
                 idx = int(out.is_null().arg_max())
                 line, extra = table.where(idx)
                 raise DataError(path, f"integer timestamp out of range: {s[idx]!r}{extra}", line=line, field=col)
-        elif bool(st.str.contains(r"^-?[0-9]+\.[0-9]*$").all()):
+        elif bool(st.str.contains(r"^-?[0-9]+(\.[0-9]*)?$").all()):  # some with fractional seconds
             out = st.cast(pl.Float64).floor().cast(pl.Int64)
             notes.append(f"time column {col!r} has fractional seconds; floored to whole seconds (ties broken by file row)")
+        elif bool(st.str.contains(r"^-?[0-9]+(\.[0-9]*)?$").fill_null(False).any()) and not _looks_iso(st):
+            # a numeric column with some non-numeric values: report the first one in file order
+            idx = int((~st.str.contains(r"^-?[0-9]+(\.[0-9]*)?$").fill_null(False)).arg_max())
+            line, extra = table.where(idx)
+            raise DataError(
+                path, f"expected a unix timestamp (seconds) like the other values of this column, got "
+                f"{_clip(str(s[idx]), 40)!r}{extra}", line=line, field=col,
+            )
         else:
-            uniq = st.unique().to_list()
+            uniq = st.unique(maintain_order=True).to_list()  # file order: the first bad value is reported
             mapping: dict[str, int] = {}
             for v in uniq:
                 try:
+                    if v.lstrip("-").isdigit():  # a bare number among ISO datetimes is not a date
+                        raise ValueError(v)
                     mapping[v] = _parse_iso(v)
                 except (ValueError, OverflowError, OSError):
                     idx = int((st == v).arg_max())
@@ -1060,6 +1076,7 @@ def load_generic(
         s = table.df[col]
         if s.dtype != pl.Utf8:
             s = s.cast(pl.Utf8)
+        s = s.str.strip_chars()  # " 7" and "7" are the same id
         empty = s.is_null() | (s.str.strip_chars() == "")
         if bool(empty.any()):
             idx = int(empty.arg_max())
@@ -1091,7 +1108,7 @@ def load_generic(
             c for c in it.df.columns if c != idc
         ]
         _require_columns(ip, it.df, [idc, *tcols])
-        sel = it.df.select([pl.col(idc).cast(pl.Utf8).alias("item"), *[pl.col(c).cast(pl.Utf8) for c in tcols]])
+        sel = it.df.select([pl.col(idc).cast(pl.Utf8).str.strip_chars().alias("item"), *[pl.col(c).cast(pl.Utf8) for c in tcols]])
         if sel["item"].null_count():
             idx = int(sel["item"].is_null().arg_max())
             line, extra = it.where(idx)

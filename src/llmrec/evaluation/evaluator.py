@@ -22,6 +22,7 @@ from llmrec.data.splits import EvalSet
 from llmrec.evaluation.metrics import (
     MetricAccumulator,
     candidate_ranks,
+    candidate_ties,
     multi_target_metrics,
     pessimistic_rank,
     single_target_metrics,
@@ -65,7 +66,7 @@ def evaluate(
             scores = model.score_candidates(batch, cand).float()
             _check_shape(scores, (len(idx), cand.shape[1]), model)
             ranks = candidate_ranks(scores, 0)
-            acc.add(single_target_metrics(ranks, ks))
+            acc.add({**single_target_metrics(ranks, ks), "TieRate": candidate_ties(scores, 0)})
             continue
         scores = model.score(batch).float()
         _check_shape(scores, (len(idx), n_items), model)

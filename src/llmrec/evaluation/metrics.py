@@ -30,6 +30,7 @@ __all__ = [
     "single_target_metrics",
     "multi_target_metrics",
     "candidate_ranks",
+    "candidate_ties",
     "MetricAccumulator",
 ]
 
@@ -228,6 +229,17 @@ def candidate_ranks(cand_scores: torch.Tensor, target_pos: torch.Tensor | int = 
             raise TypeError("target_pos must be an int or an integer tensor")
         targets = torch.full((B,), int(target_pos), dtype=torch.long, device=cand_scores.device)
     return pessimistic_rank(cand_scores, targets)
+
+
+def candidate_ties(cand_scores: torch.Tensor, target_pos: int = 0) -> torch.Tensor:
+    """``(B,)`` float64: 1.0 where another candidate has exactly the positive's score (a tie that the
+    pessimistic rank resolves against the positive), else 0.0; its mean is the tie rate of a sampled protocol."""
+    cand_scores = _check_scores(cand_scores)
+    if cand_scores.shape[1] < 2:
+        return torch.zeros(cand_scores.shape[0], dtype=torch.float64, device=cand_scores.device)
+    tgt = cand_scores[:, target_pos: target_pos + 1]
+    others = torch.cat([cand_scores[:, :target_pos], cand_scores[:, target_pos + 1:]], dim=1)
+    return (others == tgt).any(dim=1).to(torch.float64)
 
 
 # ---------------------------------------------------------------------------

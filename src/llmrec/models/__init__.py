@@ -20,6 +20,9 @@ _REGISTRY: dict[str, str] = {
     "hnvm": "llmrec.models.hnvm:HNVM",
     "hrnn": "llmrec.models.hrnn:HRNN",
     "hllm": "llmrec.models.hllm:HLLM",
+    "llm_trsr": "llmrec.models.llm_trsr:LLMTRSR",
+    "palr": "llmrec.models.palr:PALR",
+    "genrec": "llmrec.models.genrec:GenRec",
 }
 
 

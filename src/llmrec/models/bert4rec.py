@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
@@ -36,6 +36,12 @@ class BERT4RecParams(Params):
     dropout: float = Field(0.1, ge=0, lt=1)
     mask_prob: float = Field(0.6, gt=0, le=1, description="rho: 0.6 Beauty, 0.2 ML-1M")
     init_std: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        return self
 
 
 class Layer(nn.Module):

@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.llm.lora import LoraSettings
@@ -81,11 +81,11 @@ class HLLMParams(Params):
     # training
     mode: Literal["cached", "end2end"] = "cached"
     max_len: int = Field(10, ge=1, description="training window: max_len inputs predicting max_len next items")
-    eval_max_len: int | None = Field(None, description="history items the user LLM sees when scoring (default max_len)")
+    eval_max_len: int | None = Field(None, ge=1, description="history items the user LLM sees when scoring (default max_len)")
     train_windows: Literal["chunk", "last"] = "chunk"
     n_negatives: int = Field(512, ge=1, description="negatives per batch, shared by every position")
     neg_exclude_history: bool = Field(True, description="drop a negative for a user whose training sequence has it")
-    dup_threshold: float | None = Field(0.99, description="drop negatives with cosine > this to the positive; null = off")
+    dup_threshold: float | None = Field(0.99, gt=-1, le=1, description="drop negatives with cosine > this to the positive; null = off")
     temperature_init: float = Field(0.07, gt=0)
     temperature_min: float = Field(0.01, gt=0)
     learn_temperature: bool = True
@@ -97,7 +97,13 @@ class HLLMParams(Params):
     retrieval: Literal["exact", "faiss", "faiss-ivf", "faiss-hnsw"] = Field("exact", description="backend of recommend()")
     cache_embeddings: bool = True
     tiny_vocab: int = Field(1000, ge=64, description="vocabulary of a tiny-* item model's tokenizer")
-    seed: int = Field(0, description="seed of scratch weights and of the [ITEM] vector")
+    seed: int = Field(0, ge=0, description="seed of scratch weights and of the [ITEM] vector")
+
+    @model_validator(mode="after")
+    def _temperature_range(self):
+        if self.temperature_min > self.temperature_init:
+            raise ValueError(f"temperature_min ({self.temperature_min}) must not exceed temperature_init ({self.temperature_init})")
+        return self
 
 
 def info_nce(

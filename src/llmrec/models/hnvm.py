@@ -35,7 +35,7 @@ session with no earlier sessions.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +88,6 @@ class HNVMParams(Params):
     mlp_hidden: int = Field(200, ge=1, description="hidden size of the two-layer prior/posterior MLPs (tanh) [I]")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on GRU states (§4.3)")
     var_scale: float = Field(0.05, gt=0, description="prior/posterior variances are var_scale * exp(output) (§4.3)")
-    init_range: float | None = Field(0.1732, description="U(-a, a) init (variance 0.01, §4.3); null = PyTorch default")
     loss: Literal["bpr", "ce"] = Field("bpr", description="reconstruction term: BPR (§4.3) or full softmax")
     n_neg: int = Field(128, ge=1, description="BPR: uniform negatives per batch, shared by its positions")
     kl_anneal_steps: int = Field(2000, ge=0, description="beta goes linearly 0 -> 1 over this many updates; 0 = no annealing")
@@ -97,6 +96,8 @@ class HNVMParams(Params):
     e_prior: Literal["learned", "standard_normal"] = Field("learned", description="p(e|a): per-user learned Gaussian (Eq. 6) or N(0, I)")
     tie_embeddings: bool = Field(False, description="share input and output item embeddings")
     max_session_len: int | None = Field(None, ge=2, description="cut sessions to their last N items (CPU budget); null = whole sessions")
+    init_range: float | None = Field(0.1732, gt=0, description="U(-a, a) init (variance 0.01, §4.3); null = PyTorch default")
+    needs_protocol: ClassVar[tuple[str, ...]] = ("session",)  # checked when the config loads
 
 
 class _HNVMNet(nn.Module):

@@ -15,7 +15,7 @@ so sessions are processed in rounds: round n runs the n-th session of every user
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +43,9 @@ class HRNNParams(Params):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on session and user GRU states")
     loss: Literal["bpr", "ce"] = Field("bpr", description="BPR (as in HNVM's experiments) or full softmax")
     n_neg: int = Field(128, ge=1, description="BPR: uniform negatives per batch, shared by its positions")
-    init_range: float | None = Field(None, description="U(-a, a) init; null = PyTorch default")
     max_session_len: int | None = Field(None, ge=2, description="cut sessions to their last N items (CPU budget); null = whole sessions")
+    init_range: float | None = Field(None, gt=0, description="U(-a, a) init; null = PyTorch default")
+    needs_protocol: ClassVar[tuple[str, ...]] = ("session",)  # checked when the config loads
 
 
 class _HRNNNet(nn.Module):

@@ -11,15 +11,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import Field
 
 from llmrec.models.base import HistoryBatch, Params, Recommender
 
 
 class ItemKNNParams(Params):
-    k: int = 100
-    shrink: float = 0.0
-    recent: int = 0
-    position_decay: float = 1.0
+    k: int = Field(100, ge=1, description="neighbours kept per item")
+    shrink: float = Field(0.0, ge=0, description="added to the cosine's denominator")
+    recent: int = Field(0, ge=0, description="use only the last `recent` history items; 0 = all")
+    position_decay: float = Field(1.0, gt=0, le=1, description="weight decay**t of the item t steps from the end; 1 = none")
 
 
 class ItemKNN(Recommender):

@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
@@ -43,6 +43,12 @@ class SASRecParams(Params):
     dropout: float = Field(0.5, ge=0, lt=1, description="0.5 for sparse data (Beauty), 0.2 for ML-1M")
     loss: Literal["bce", "ce"] = Field("bce", description="bce: paper (1 sampled negative per position); ce: full softmax")
     init_std: float = Field(0.02, gt=0, description="std of the normal init of embeddings and linear layers")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        return self
 
 
 class CausalSelfAttention(nn.Module):

@@ -42,6 +42,10 @@ def make_split(ds: Dataset, cfg: RunConfig) -> Split:
         from llmrec.data import sessions  # provided with the session protocol
 
         split = sessions.session_split(ds, cfg)
+    elif sc.protocol == "records":  # one record per user; samples its own candidates (llmrec.data.records)
+        from llmrec.data.records import records_split
+
+        return records_split(ds, sc)
     else:  # pragma: no cover - guarded by the config type
         raise ValueError(sc.protocol)
     if sc.candidates is not None:
@@ -97,7 +101,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     secs: dict[str, float] = {}
     t = time.perf_counter()
     ds = load_dataset(cfg.data)
-    split = make_split(ds, cfg)
+    from llmrec.validation import check_data, make_split_checked  # the config against this data, before any fit
+
+    check_data(cfg, ds)
+    split = make_split_checked(ds, cfg, make_split)
     sampled = sample_eval_users(split, cfg.eval.sample_users, cfg.eval.sample_seed)
     secs["load_and_split"] = time.perf_counter() - t
 
@@ -118,6 +125,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         raise
     secs["fit"] = time.perf_counter() - t
     model.save(out / "model")
+    from llmrec.pipelines.artifact import save_artifact  # serving files: id maps, histories, item text
+
+    save_artifact(out / "model", split, model.data_fingerprint)
 
     protocol = "sampled" if cfg.split.candidates is not None else "full"
     ev = dict(ks=cfg.eval.ks, mask_history=cfg.eval.mask_history, protocol=protocol,

@@ -10,6 +10,11 @@ Layout under ``DIR/checkpoints/``::
                                 (param groups, non-tensor state), numpy / python RNG states, scaler state
     latest.json                 {"last": "epoch-0007", "best": "epoch-0005"} -- the commit point
 
+state.json carries the sha256 of each .safetensors file (``checksums``). Loading verifies them: a damaged
+``last`` checkpoint (or a damaged ``latest.json``) falls back, with a warning, to the newest intact one (the best
+epoch, whose state and RNG let the run replay the later epochs exactly); with none intact, a
+:class:`CheckpointError` names the damaged file.
+
 Writing is atomic at two levels: an epoch directory is written under a temporary name and renamed into
 place, and only then is ``latest.json`` replaced (``os.replace``). A crash at any moment leaves the previous
 ``latest.json`` pointing at complete directories. Directories other than the last and the best are removed
@@ -30,9 +35,32 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from llmrec.data.errors import DataError
 from llmrec.utils.io import atomic_write_json
 
 POINTER = "latest.json"
+_TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+class CheckpointError(DataError):
+    """A damaged checkpoint or pointer file, or a resume the saved checkpoint refuses; names the file."""
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {msg}\n")
+    sys.stderr.flush()
 
 
 # -- RNG states ----------------------------------------------------------------------------------
@@ -138,6 +166,7 @@ def save_checkpoint(
     *,
     is_best: bool,
     scaler_state: dict | None = None,
+    best_epoch: int | None = None,
 ) -> Path:
     """Write ``epoch-XXXX/`` atomically, move ``latest.json`` to it, and prune all but the last and the best."""
     root = Path(ckpt_dir)
@@ -150,7 +179,8 @@ def save_checkpoint(
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         rng_tensors, rng_meta = rng_state(generator)
         save_file({k: v.cpu().contiguous() for k, v in rng_tensors.items()}, str(tmp / "rng.safetensors"))
-        payload = {**state, "epoch": epoch, "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler_state}
+        payload = {**state, "epoch": epoch, "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler_state,
+                   "checksums": {f: _sha256(tmp / f) for f in _TENSOR_FILES}}
         (tmp / "state.json").write_text(json.dumps(_to_json(payload), indent=1))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -163,7 +193,12 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    prev = read_pointer(root) or {}
+    try:
+        prev = read_pointer(root) or {}
+    except CheckpointError:  # a damaged pointer: the best epoch comes from the state (best_epoch) instead
+        prev = {}
+    if best_epoch is not None and best_epoch > 0 and not is_best and (root / f"epoch-{best_epoch:04d}").is_dir():
+        prev = {**prev, "best": f"epoch-{best_epoch:04d}"}
     best = name if is_best or not prev.get("best") else prev["best"]
     atomic_write_json(root / POINTER, {"last": name, "best": best})
     for d in root.iterdir():
@@ -173,30 +208,120 @@ def save_checkpoint(
 
 
 def read_pointer(ckpt_dir: str | Path) -> dict | None:
+    """``{"last": ..., "best": ...}`` or None when there is no pointer; a damaged pointer raises CheckpointError."""
     p = Path(ckpt_dir) / POINTER
     if not p.exists():
         return None
-    return json.loads(p.read_text())
+    try:
+        ptr = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(p, f"checkpoint pointer is damaged ({type(e).__name__}: {e})") from None
+    if not isinstance(ptr, dict) or not all(isinstance(ptr.get(k), (str, type(None))) for k in ("last", "best")):
+        raise CheckpointError(p, f"checkpoint pointer is damaged: expected {{'last': ..., 'best': ...}}, got {str(ptr)[:80]!r}")
+    return ptr
 
 
-def load_checkpoint(ckpt_dir: str | Path, which: str = "last") -> dict | None:
-    """``{"dir", "model", "optimizer", "rng_tensors", "state"}`` of the last (or best) checkpoint, or None."""
-    ptr = read_pointer(ckpt_dir)
-    if not ptr or not ptr.get(which):
+def _read_dir(d: Path, tensors: tuple[str, ...] = _TENSOR_FILES) -> dict:
+    """Verify and read one checkpoint directory; raises CheckpointError naming the damaged file."""
+    sp = d / "state.json"
+    try:
+        state = _from_json(json.loads(sp.read_text()))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(sp, f"checkpoint state cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(sp, "checkpoint state is incomplete")
+    sums = state.get("checksums") or {}
+    out: dict = {"dir": d, "state": state}
+    for f in tensors:
+        fp = d / f
+        if not fp.is_file():
+            raise CheckpointError(fp, "checkpoint file is missing")
+        if f in sums and _sha256(fp) != sums[f]:
+            raise CheckpointError(fp, "checkpoint file does not match its checksum in state.json (truncated or modified)")
+        try:
+            out[f] = load_file(str(fp))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(fp, f"checkpoint file cannot be read ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _candidates(root: Path, which: str) -> tuple[list[Path], CheckpointError | None]:
+    """Checkpoint dirs to try, in order: the pointer's choice, then (for 'last') the newest other epochs."""
+    bad_ptr = None
+    try:
+        ptr = read_pointer(root)
+    except CheckpointError as e:
+        ptr, bad_ptr = None, e
+    epochs = sorted((d for d in root.glob("epoch-*") if d.is_dir()), key=lambda d: d.name, reverse=True)
+    if ptr is None and bad_ptr is None:
+        return [], None  # never committed: nothing to resume
+    first = [root / ptr[which]] if ptr and ptr.get(which) else []
+    if which == "last" or bad_ptr is not None:
+        if ptr and ptr.get("best"):
+            first.append(root / ptr["best"])
+        first += epochs
+    seen, out = set(), []
+    for d in first:
+        if d.name not in seen:
+            seen.add(d.name)
+            out.append(d)
+    return out, bad_ptr
+
+
+def load_checkpoint(ckpt_dir: str | Path, which: str = "last", warn=_warn) -> dict | None:
+    """``{"dir", "model", "optimizer", "rng_tensors", "state"}`` of the last (or best) checkpoint, or None.
+
+    A damaged checkpoint (or pointer) falls back to the newest intact one, with a warning; when none is intact
+    a CheckpointError names the damaged file."""
+    root = Path(ckpt_dir)
+    cands, bad_ptr = _candidates(root, which)
+    if not cands:
+        if bad_ptr is not None:
+            raise CheckpointError(bad_ptr.path, f"{bad_ptr.message}; no checkpoint directory to fall back to "
+                                  f"(delete {root} to start again)")
         return None
-    d = Path(ckpt_dir) / ptr[which]
-    state = _from_json(json.loads((d / "state.json").read_text()))
-    return {
-        "dir": d,
-        "model": load_file(str(d / "model.safetensors")),
-        "optimizer": unflatten_optimizer(load_file(str(d / "optimizer.safetensors")), state["optimizer"]),
-        "rng_tensors": load_file(str(d / "rng.safetensors")),
-        "state": state,
-    }
+    errors: list[CheckpointError] = [bad_ptr] if bad_ptr is not None else []
+    for d in cands:
+        try:
+            r = _read_dir(d)
+        except CheckpointError as e:
+            errors.append(e)
+            continue
+        if errors:
+            warn(f"{errors[0]}; resuming from the intact checkpoint {d} (epoch {r['state']['epoch']}) instead")
+        return {
+            "dir": d,
+            "model": r["model.safetensors"],
+            "optimizer": unflatten_optimizer(r["optimizer.safetensors"], r["state"]["optimizer"]),
+            "rng_tensors": r["rng.safetensors"],
+            "state": r["state"],
+        }
+    raise CheckpointError(errors[0].path, f"{errors[0].message}; no intact checkpoint to fall back to in {root} "
+                          f"(delete {root} to start again)")
 
 
 def load_model_tensors(ckpt_dir: str | Path, which: str = "best") -> dict[str, torch.Tensor] | None:
+    """The model tensors of the best (or last) checkpoint, verified; CheckpointError names a damaged file."""
     ptr = read_pointer(ckpt_dir)
     if not ptr or not ptr.get(which):
         return None
-    return load_file(str(Path(ckpt_dir) / ptr[which] / "model.safetensors"))
+    return _read_dir(Path(ckpt_dir) / ptr[which], ("model.safetensors",))["model.safetensors"]
+
+
+def config_differences(saved, now, prefix: str = "") -> list[str]:
+    """``key: <saved> in the checkpoint, <now> now`` for every leaf that differs between two nested dicts."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in list(saved) + [k for k in now if k not in saved]:
+            out += config_differences(saved.get(k, "<absent>"), now.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if saved == now else [f"{prefix.rstrip('.')}: {saved!r} in the checkpoint, {now!r} now"]
+
+
+def check_resume(loaded: dict, fingerprint: dict) -> None:
+    """Refuse to resume a checkpoint trained with another model / params / data size, naming the keys that differ."""
+    saved = loaded["state"].get("fingerprint")
+    if saved != fingerprint:
+        diffs = config_differences(saved or {}, fingerprint) or [f"{saved!r} in the checkpoint, {fingerprint!r} now"]
+        raise CheckpointError(loaded["dir"], "cannot resume: the checkpoint was trained with a different config: "
+                              + "; ".join(diffs) + " (resume with the original config, or use a new --out directory)")

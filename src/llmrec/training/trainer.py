@@ -154,7 +154,9 @@ class Trainer:
             from accelerate import Accelerator
         except ImportError as e:  # pragma: no cover - accelerate is in the [llm] extra
             raise RuntimeError("train.accelerate needs Hugging Face accelerate: pip install -e .[llm]") from e
-        return Accelerator(mixed_precision=None if c.mixed_precision == "no" else c.mixed_precision)
+        # cpu=True on a machine without a GPU: otherwise processes started by torchrun run unsynchronised
+        return Accelerator(mixed_precision=None if c.mixed_precision == "no" else c.mixed_precision,
+                           cpu=not torch.cuda.is_available())
 
     def _fingerprint(self) -> dict:
         m = self.model
@@ -193,7 +195,7 @@ class Trainer:
         if self.progress and acc.is_main_process:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False, soft_wrap=True).print(text)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)  # paths may hold brackets
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self):
@@ -216,13 +218,9 @@ class Trainer:
                 raise ValueError("resume needs a run directory with checkpoints (train.checkpoint: true)")
             loaded = ckpt.load_checkpoint(self.ckpt_dir, "last")
             if loaded is None:
-                self._log(acc, f"[yellow]resume: no checkpoint in {self.ckpt_dir}, starting from scratch[/yellow]")
+                self._log(acc, f"resume: no checkpoint in {self.ckpt_dir}, starting from scratch")
             else:
-                saved = loaded["state"].get("fingerprint")
-                if saved != st["fingerprint"]:
-                    raise ValueError(
-                        f"cannot resume from {loaded['dir']}: it was trained with {saved}, this run is {st['fingerprint']}"
-                    )
+                ckpt.check_resume(loaded, st["fingerprint"])  # names the keys that differ
                 m.load_state_tensors(loaded["model"])
                 opt.load_state_dict(loaded["optimizer"])
                 ckpt.set_rng_state(loaded["rng_tensors"], loaded["state"]["rng"], order_gen)
@@ -304,7 +302,7 @@ class Trainer:
                     ckpt.save_checkpoint(
                         self.ckpt_dir, epoch + 1, m.state_tensors(), opt.state_dict(), order_gen,
                         {k2: v for k2, v in st.items() if k2 != "epoch"}, is_best=improved,
-                        scaler_state=scaler.state_dict() if scaler is not None else None,
+                        scaler_state=scaler.state_dict() if scaler is not None else None, best_epoch=st["best_epoch"],
                     )
                     self._append_log(rec)
                 acc.wait_for_everyone()
