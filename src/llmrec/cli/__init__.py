@@ -334,6 +334,45 @@ def print_error(e: BaseException | str) -> None:
     Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", msg))
 
 
+@app.command("tune")
+def tune_cmd(
+    config: Path = typer.Argument(..., help="the YAML config to tune"),
+    space: Path = typer.Option(..., "--space", help="search space: config keys -> ranges (see docs/training.md)"),
+    trials: int = typer.Option(..., "--trials", help="finished (complete or pruned) trials to reach, resumed runs included"),
+    out: Path = typer.Option(..., "--out", help="study folder: study.db, trials/, best.yaml, best/, tune.json"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting new trials after this many minutes"),
+    set_: list[str] = typer.Option([], "--set", help="override config keys for every trial"),
+    sampler: str = typer.Option("tpe", help="tpe | random"),
+    pruner: str = typer.Option("median", help="median | none"),
+    seed: int = typer.Option(0, help="sampler seed"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by parallel workers (default OUT/study.db)"),
+    keep_running: bool = typer.Option(False, "--keep-running", help="parallel workers: do not mark other workers' running trials as failed"),
+    final: bool = typer.Option(True, "--final/--no-final", help="re-train the best configuration and test it once"),
+) -> None:
+    """Hyper-parameter search with Optuna on validation (never test); resumable; the best config re-trained and tested once."""
+    from llmrec.pipelines.tune import tune
+
+    s = tune(config, space, trials=trials, out=out, timeout_minutes=timeout, overrides=set_, sampler=sampler,
+             pruner=pruner, seed=seed, storage=storage, fail_running=not keep_running, final=final)
+    t = Table(title=f"{config} ({s['monitor']} on validation)", show_header=True)
+    for col in ("trial", "state", s["monitor"], "seconds", "params"):
+        t.add_column(col, justify="right" if col != "params" else "left")
+    for r in s["trials"]:
+        val = "-" if r["value"] is None else f"{r['value']:.4f}"
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+        t.add_row(str(r["trial"]), r["state"], val, "-" if r["seconds"] is None else f"{r['seconds']:.1f}", escape(params))
+    console.print(t)
+    best = s.get("best")
+    if best is None:
+        print("no trial completed")
+        return
+    print(f"best: trial {best['trial']}, valid {s['monitor']} {best['valid']:.4f}; config written to {out / 'best.yaml'}")
+    if "retrained" in best:
+        test = best["retrained"]["test"]
+        print(f"re-trained in {best['retrained']['run_dir']}: test " + "  ".join(
+            f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in test))
+
+
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The typed errors of bad input, bad config and damaged files: printed as one message, exit status 2."""
     from pydantic import ValidationError
