@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import free_port, start_server, stop_server  # noqa: E402
+from serve_load import free_port, start_server, stop_server
 
 
 def status_counts(url: str) -> dict[str, float]:
@@ -48,8 +49,10 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = out.with_name(out.stem + "-schemathesis.json")
-    p = start_server(a.run_dir, True, a.threads, port, [])
+    started: list = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        p = start_server(a.run_dir, True, a.threads, port, [], started)
         before = status_counts(url)
         cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json", "--checks", "all",
                "--mode", "all", "-n", str(a.max_examples), "--seed", str(a.seed), "--workers", "1", "--no-color",
@@ -60,7 +63,10 @@ def main() -> None:
         secs = time.time() - t0
         after = status_counts(url)
     finally:
-        stop_server(p)
+        for p in started:
+            stop_server(p)
+    log_path = out.with_name(out.stem + "-schemathesis.txt")
+    log_path.write_text(r.stdout[-200_000:])  # the failures with their reproducing requests
     st = json.loads(report.read_text())
     diff = {k: int(after.get(k, 0) - before.get(k, 0)) for k in sorted(set(after) | set(before))}
     diff["200"] = diff.get("200", 0) - 1  # our own /metrics read between the two counts
@@ -84,7 +90,7 @@ def main() -> None:
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(r.stdout[-3000:])
     print(json.dumps({k: res[k] for k in ("test_cases", "server_errors_5xx", "server_responses_by_status")}, indent=2))
-    print(f"wrote {out} (schemathesis report: {report})")
+    print(f"wrote {out} (schemathesis report: {report}, output: {log_path})")
 
 
 if __name__ == "__main__":

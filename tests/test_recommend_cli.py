@@ -10,7 +10,6 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
-
 from _serving_runs import LiveServer, cached_run
 
 

@@ -8,7 +8,6 @@ import json
 import httpx
 import numpy as np
 import pytest
-
 from _serving_runs import LiveServer, cached_run
 
 

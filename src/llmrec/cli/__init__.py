@@ -284,9 +284,12 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="answer concurrent requests with one model call"),
     max_batch: int = typer.Option(32, "--max-batch", min=1),
-    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", min=0.0),
+    max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", min=0.0,
+                                      help="how long a batch waits for more requests (0: what queued meanwhile)"),
     max_k: int = typer.Option(1000, "--max-k", min=1),
-    max_history: int = typer.Option(1000, "--max-history", min=1),
+    max_history: int = typer.Option(1000, "--max-history", min=1, help="most item ids in a request's history"),
+    max_exclude: int = typer.Option(1000, "--max-exclude", min=0, help="most item ids in a request's exclude list"),
+    max_body_bytes: int = typer.Option(256 * 1024, "--max-body-bytes", min=1024, help="largest request body (413 above)"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads"),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
@@ -299,7 +302,8 @@ def serve_cmd(
     if threads:
         torch.set_num_threads(threads)
     art = _load_run(run_dir)
-    s = ServeSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, max_k=max_k, max_history=max_history)
+    s = ServeSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, max_k=max_k, max_history=max_history,
+                      max_exclude=max_exclude, max_body_bytes=max_body_bytes)
     console.print(f"serving {getattr(art.model, 'name', '?')} from {run_dir} on http://{host}:{port} "
                   f"({art.n_users:,} users, {art.n_items:,} items; docs at /docs)")
     uvicorn.run(create_app(art, s), host=host, port=port, log_level=log_level)

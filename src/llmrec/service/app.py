@@ -13,15 +13,18 @@ over ``max_body_bytes``. Anything unexpected is a 500 with a one-line message â€
 
 import asyncio
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Request
+from fastapi import Path as FPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
+                      StringConstraints, model_validator)
 
 from llmrec.service.engine import EmptyHistory, Query, UnknownItem, UnknownUser, answer, recommend_resolved, resolve
 
@@ -39,7 +42,8 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request body")
     batching: bool = Field(True, description="answer concurrent requests with one model call")
     max_batch: int = Field(32, ge=1)
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    max_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more requests; 0 = take "
+                               "what queued during the previous model call (measured best: BENCHMARKS.md)")
 
 
 class ErrorItem(BaseModel):
@@ -95,7 +99,10 @@ def _integral(v):
 
 
 def _request_model(art, s: ServeSettings):
-    Id = Annotated[str, StringConstraints(min_length=1, max_length=s.max_id_length)]
+    # an id is a string, or an integer (numeric ids sent as JSON numbers; documented in the schema as such)
+    Id = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=s.max_id_length)]
+                   | Annotated[StrictInt, BeforeValidator(_integral)], AfterValidator(str)]
+    ex_items = art.item_ids[:3]
     max_k = max(1, min(s.max_k, art.n_items))
     default_k = min(10, max_k)
 
@@ -103,10 +110,14 @@ def _request_model(art, s: ServeSettings):
         """A known user (``user``), a history of item ids (``history``, oldest first), or both (the history is
         appended to the user's known sequence)."""
 
-        model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, json_schema_extra={"anyOf": [
-            {"required": ["user"], "properties": {"user": {"type": "string"}}},
-            {"required": ["history"], "properties": {"history": {"type": "array"}}},
-        ]})
+        model_config = ConfigDict(extra="forbid", json_schema_extra={
+            "anyOf": [
+                {"required": ["user"], "properties": {"user": {"type": ["string", "integer"]}}},
+                {"required": ["history"], "properties": {"history": {"type": "array"}}},
+            ],
+            "examples": [{"user": art.user_ids[0], "k": default_k} if art.n_users else {"history": ex_items},
+                         {"history": ex_items, "k": default_k, "exclude": ex_items[:1]}],
+        })
         user: Id | None = Field(None, description="original user id seen in training")
         history: list[Id] | None = Field(None, min_length=1, max_length=s.max_history, description="original item ids, oldest first")
         k: Annotated[StrictInt, BeforeValidator(_integral)] = Field(default_k, ge=1, le=max_k, description="number of items to return")
@@ -192,12 +203,19 @@ class _Metrics:
 
 
 def _field(loc) -> str:
-    return ".".join(str(x) for x in loc) or "body"
+    """``body.history.3`` from a pydantic location, without union-branch tags such as ``constrained-str``."""
+    return ".".join(str(x) for x in loc if isinstance(x, int) or re.fullmatch(r"\w+", str(x))) or "body"
 
 
 def create_app(art, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app over a loaded :class:`~llmrec.pipelines.artifact.Artifact`."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Histogram,
+        generate_latest,
+    )
 
     s = settings or ServeSettings()
     Req = _request_model(art, s)
@@ -232,7 +250,12 @@ def create_app(art, settings: ServeSettings | None = None) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError):
         errs = [{"loc": [x if isinstance(x, int) else str(x) for x in e.get("loc", ())],
                  "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
-        msg = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errs) or "invalid request"
+        by_field: dict[str, list[str]] = {}  # one line per field; a union's branches joined with "or"
+        for e in errs:
+            msgs = by_field.setdefault(_field(e["loc"]), [])
+            if e["msg"] not in msgs:
+                msgs.append(e["msg"])
+        msg = "; ".join(f"{f}: {' or '.join(m)}" for f, m in by_field.items()) or "invalid request"
         return JSONResponse({"message": msg, "detail": errs}, status_code=422)
 
     @app.exception_handler(EmptyHistory)
@@ -262,7 +285,8 @@ def create_app(art, settings: ServeSettings | None = None) -> FastAPI:
         return answer(art, row, recs)
 
     @app.get("/items/{item_id}", responses={404: {"model": ErrorBody, "description": "unknown item"}})
-    async def item(item_id: Annotated[str, StringConstraints(max_length=s.max_id_length)]) -> dict:
+    async def item(item_id: Annotated[str, StringConstraints(max_length=s.max_id_length),
+                                      FPath(examples=art.item_ids[:1])]) -> dict:
         i = art.item_index.get(item_id)
         if i is None:
             raise UnknownItem(item_id)

@@ -1,9 +1,11 @@
 """Micro-batching: concurrent requests answered by one model call.
 
-Requests are queued; one worker thread takes the first waiting request, then whatever else arrives within
-``max_wait_ms`` (up to ``max_batch``), and answers them all with one :func:`recommend_resolved` call. A
-lone request waits at most ``max_wait_ms`` extra; under load, B requests cost one forward pass of batch B
-instead of B passes of batch 1. Whether that pays off is measured in benchmarks/serve_load.py.
+Requests are queued; one worker thread takes the first waiting request, then whatever else is queued or
+arrives within ``max_wait_ms`` (up to ``max_batch``), and answers them all with one :func:`recommend_resolved`
+call. With the default ``max_wait_ms=0`` nothing waits: a batch is what queued up while the previous model call
+ran, so a lone request goes straight through and under load B requests cost one forward pass of batch B
+instead of B passes of batch 1. benchmarks/serve_load.py measures it (0 ms beat 2 ms and no batching at
+concurrency 1, 8 and 32 on SASRec/Beauty: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from llmrec.service.engine import Resolved, recommend_resolved
 
 
 class Batcher:
-    def __init__(self, art, max_batch: int = 32, max_wait_ms: float = 2.0, on_batch=None):
+    def __init__(self, art, max_batch: int = 32, max_wait_ms: float = 0.0, on_batch=None):
         self.art = art
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -61,7 +63,7 @@ class Batcher:
                 self.on_batch(len(items))
             try:
                 recs = recommend_resolved(self.art, [row for row, _ in items])
-            except BaseException as e:  # noqa: BLE001 - handed to every waiting request
+            except BaseException as e:
                 for _, fut in items:
                     fut.set_exception(e)
                 continue

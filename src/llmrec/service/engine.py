@@ -150,7 +150,7 @@ def answer(art, row: Resolved, recs: list[tuple[int, float]]) -> dict:
     return {
         "user": row.user,
         "known_user": row.user_index >= 0,
-        "history_length": int(len(row.history)),
+        "history_length": len(row.history),
         "k": row.k,
         "exclude_history": row.exclude_history,
         "unknown_items": row.unknown_items,
