@@ -12,9 +12,9 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from llmrec.config import load_config  # noqa: E402
-from llmrec.models.base import HistoryBatch, Recommender  # noqa: E402
-from llmrec.models.llm_trsr import LLMTRSR, SENTINEL, render_item, tokenizer_corpus  # noqa: E402
+from llmrec.config import load_config
+from llmrec.models.base import HistoryBatch, Recommender
+from llmrec.models.llm_trsr import LLMTRSR, SENTINEL, render_item, tokenizer_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny" / "llm-trsr.yaml"
@@ -65,8 +65,8 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tiny_config_end_to_end_through_saved_model_directories(tiny_run):
-    from llmrec.evaluation.evaluator import evaluate
     from llmrec.data.dataset import load_dataset
+    from llmrec.evaluation.evaluator import evaluate
     from llmrec.pipelines.run import make_split
 
     m1, m2 = tiny_run["m1"], tiny_run["m2"]
@@ -80,6 +80,11 @@ def test_tiny_config_end_to_end_through_saved_model_directories(tiny_run):
     assert info["boundary_mismatch"]["mismatched"] == 0
     assert info["tuning"]["settings"]["loss_on"] == "all" and info["tuning"]["steps"] == 45
     assert info["tuning"]["final_loss"] < info["tuning"]["first_loss"]
+    sel = info["tuning"]["epoch_selection"]  # select_epoch: validation after each of the 3 epochs, the best kept
+    assert [r["epoch"] for r in sel["epochs"]] == [1, 2, 3] and sel["selected_epoch"] in (1, 2, 3)
+    best = max(r["valid_recall_3_5_10"] for r in sel["epochs"])
+    assert m1["metrics"]["valid"]["Recall@3"] + m1["metrics"]["valid"]["Recall@5"] + m1["metrics"]["valid"]["Recall@10"] \
+        == pytest.approx(best)
     s1, s2 = info["summaries"], m2["fit_info"]["llm_trsr"]["summaries"]
     assert s1["histories"] == 95 and s1["levels"] == 3  # 60 + 15 + 20 records; 3 blocks with fan_in 2
     assert s1["n_generated"] > 0

@@ -4,8 +4,8 @@ training items, and training sequences without any validation / test target."""
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import make_raw
+
 from llmrec.config import ConfigError, SplitConfig, load_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.records import fitted_sizes, random_reference, records_split
@@ -142,7 +142,7 @@ def test_id_baselines_run_on_the_records_protocol(tmp_path):
         for p, it in enumerate(rng.choice(60, size=int(rng.integers(8, 16)), replace=False)):
             lines.append(f"u{u},i{it},{1000 + p}")
     (ds_dir / "inter.csv").write_text("\n".join(lines) + "\n")
-    cfg = load_config(None, [f"data.name=toyrec", f"data.generic.interactions={ds_dir / 'inter.csv'}",
+    cfg = load_config(None, ["data.name=toyrec", f"data.generic.interactions={ds_dir / 'inter.csv'}",
                              "model=pop", "split.protocol=records", "split.records.sizes=[10,5,8]",
                              "split.records.min_history=6", "split.candidates.n_neg=20", "eval.ks=[3,5,10]",
                              "progress=false"])
@@ -153,3 +153,14 @@ def test_id_baselines_run_on_the_records_protocol(tmp_path):
     assert 0.0 <= t["TieRate"] <= 1.0
     assert m["split_sizes"]["records"] == {"train": 10, "valid": 5, "test": 8}
     assert m["split_sizes"]["records_random_reference"]["Recall@10"] == pytest.approx(10 / 21)
+
+
+def test_candidate_tie_rate():
+    import torch
+
+    from llmrec.evaluation.metrics import candidate_ranks, candidate_ties
+
+    s = torch.tensor([[0.5, 0.1, 0.5, 0.2], [0.9, 0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 0.0]])
+    assert candidate_ties(s).tolist() == [1.0, 0.0, 1.0]
+    assert candidate_ranks(s).tolist() == [2, 1, 4]  # ties count against the positive
+    assert candidate_ties(s, target_pos=1).tolist() == [0.0, 0.0, 1.0]

@@ -231,7 +231,7 @@ def records_split(ds: Dataset, split_cfg) -> RecordsSplit:
                        for r in range(len(es))))
 
     info.update({
-        "records_eligible_users": int(len(eligible)),
+        "records_eligible_users": len(eligible),
         "records_dropped_short_users": int(ds.n_users - len(eligible)),
         "records_requested": list(rc.sizes),
         "records": {"train": int(n_train), "valid": int(n_valid), "test": int(n_test)},
@@ -239,7 +239,7 @@ def records_split(ds: Dataset, split_cfg) -> RecordsSplit:
         "records_history_range": [int(hist_lens.min()), int(hist_lens.max())],
         "records_neg_exclude": rc.neg_exclude,
         "records_negatives": {"valid_test": cc.n_neg, "train": rc.train_negatives, "strategy": cc.strategy,
-                              "pool": "training items", "pool_size": int(len(pool))},
+                              "pool": "training items", "pool_size": len(pool)},
         "records_rows_with_colliding_negative": {"valid": collisions(valid), "test": collisions(test)},
         "records_train_sequences": rc.train_sequences,
         "records_random_reference": random_reference(1 + cc.n_neg, (1, 3, 5, 10, 20)),

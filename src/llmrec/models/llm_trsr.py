@@ -103,6 +103,8 @@ class LLMTRSRParams(Params):
     checkpoint_every: int = Field(50, ge=1)
     tuning_seed: int = 0
     max_train_records: int | None = Field(None, ge=1, description="use at most this many training records (seeded)")
+    select_epoch: bool = Field(False, description="score the validation records after every epoch and keep the best "
+                                                  "epoch's weights by Recall@3+@5+@10 (the official code's selection)")
     # scoring
     score: Literal["softmax", "eq3"] = Field("softmax", description="softmax over yes/no logits (code) | the paper's literal Eq. 3")
     prefix_cache: bool = Field(True, description="encode the shared prefix once per user, candidates as suffixes")
@@ -262,7 +264,7 @@ class LLMTRSR(Recommender):
                                    update=self._template("update"), items=self._items_style(),
                                    summaries="numbered" if p.preset == "paper" else "bracketed")
         texts = [[self.item_texts[i] for i in w.tolist()] for w in todo]
-        kw = dict(block_size=p.block_size, cache_dir=self._cache_root(), progress=progress)
+        kw = {"block_size": p.block_size, "cache_dir": self._cache_root(), "progress": progress}
         bb = self._summarizer_bb()
         if p.summary == "hierarchical":
             res = S.hierarchical(bb, texts, prompts, self._generation_settings(), fan_in=p.fan_in, **kw)
@@ -321,7 +323,7 @@ class LLMTRSR(Recommender):
             tr = tr.subset(keep)
         return tr
 
-    def fit(self, split, cfg=None, run_dir=None, resume: bool = False, progress: bool = True, **kw) -> "LLMTRSR":
+    def fit(self, split, cfg=None, run_dir=None, resume: bool = False, progress: bool = True, **kw) -> LLMTRSR:
         from llmrec.llm.prompts import as_model_input
         from llmrec.llm.scoring import encode_prefix, encode_suffix
         from llmrec.llm.tuning import SFTExample, TuningSettings, instruction_tune
@@ -373,10 +375,21 @@ class LLMTRSR(Recommender):
                                   loss_on=p.loss_on, max_length=p.max_length, max_minutes=p.max_minutes,
                                   checkpoint_every=p.checkpoint_every, seed=p.tuning_seed, chat=p.chat)
         t = time.perf_counter()
-        tinfo = instruction_tune(bb, examples, settings, run_dir=run_dir, resume=resume, progress=progress)
+        selection: list[dict] = []
+        callback = self._epoch_selector(bb, split.valid, len(examples), selection) if p.select_epoch else None
+        tinfo = instruction_tune(bb, examples, settings, run_dir=run_dir, resume=resume, progress=progress,
+                                 callback=callback)
         secs["tuning"] = time.perf_counter() - t
         self._bb = bb
         tinfo = {k: v for k, v in tinfo.items() if k != "losses"}
+        if selection:
+            from llmrec.llm.tuning import load_trainable_state
+
+            best = max(selection, key=lambda r: (r["valid_recall_3_5_10"], -r["epoch"]))
+            load_trainable_state(bb, best.pop("_state"))
+            for r in selection:
+                r.pop("_state", None)
+            tinfo["epoch_selection"] = {"selected_epoch": best["epoch"], "epochs": selection}
         secs["fit_total"] = time.perf_counter() - t_all
         self.fit_info = {"llm_trsr": {
             "domain": domain, "item_fields": fields, "summary": p.summary, "preset": p.preset,
@@ -387,6 +400,30 @@ class LLMTRSR(Recommender):
             "backbone": str(bb.path), "backbone_fingerprint": bb.fingerprint,
         }}
         return self
+
+    def _epoch_selector(self, bb, valid, n_examples: int, selection: list):
+        """An instruction_tune callback that scores the validation records at every epoch end (selection on
+        validation only; the best epoch's trainable weights are kept in memory)."""
+        import math
+
+        from llmrec.evaluation.evaluator import evaluate
+        from llmrec.llm.tuning import trainable_state
+
+        p = self.params
+        per_epoch = max(1, math.ceil(math.ceil(n_examples / p.batch_size) / p.grad_accum))
+
+        def on_step(step: int, loss: float):
+            if step % per_epoch or not len(valid):
+                return None
+            self._bb = bb
+            m = evaluate(self, valid, ks=[3, 5, 10], protocol="sampled", progress=False)["metrics"]
+            selection.append({"epoch": step // per_epoch, "step": step, "loss": loss,
+                              "valid_recall_3_5_10": sum(m[f"Recall@{k}"] for k in (3, 5, 10)),
+                              "valid": {k: m[k] for k in ("Recall@3", "Recall@5", "Recall@10", "MRR@10", "TieRate")},
+                              "_state": {k: v.clone() for k, v in trainable_state(bb).items()}})
+            return None
+
+        return on_step
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, batch: HistoryBatch) -> torch.Tensor:
@@ -412,7 +449,7 @@ class LLMTRSR(Recommender):
             head, tail = self.prefix_and_tail(w, tok)
             prefixes.append(head)
             suffixes.append([self.item_texts[c] + tail for c in cand])
-        kw = dict(use_prefix_cache=p.prefix_cache, batch_size=p.score_batch_size, progress=False)
+        kw = {"use_prefix_cache": p.prefix_cache, "batch_size": p.score_batch_size, "progress": False}
         yes, no = p.answers
         if p.score == "softmax":
             out = yes_no_scores(bb, prefixes, suffixes, yes=yes, no=no, mode="softmax", **kw)
