@@ -95,6 +95,8 @@ def test_examples_from_training_split_only():
     assert info["enriched_items"] > 0  # short labels were filled from the 3-hop neighbourhood
     ex2, _ = m.build_examples(train, ItemGraph(train, 60))
     assert ex == ex2  # seeded
+    m2 = PALR({**m.params.model_dump(), "train_candidates": 12})  # training lists of another size than inference
+    assert all(len(e["candidates"]) == 12 for e in m2.build_examples(train, ItemGraph(train, 60))[0] if "candidates" in e)
 
 
 # -- end to end ----------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ class Encoded:
     item_ids: torch.Tensor  # (B, L) item index + 1 on item tokens, else 0
     truncated: int = 0  # rows that lost old items to max_len
 
-    def to(self, device) -> "Encoded":
+    def to(self, device) -> Encoded:
         return Encoded(self.input_ids.to(device), self.attention_mask.to(device), self.user_ids.to(device),
                        self.item_ids.to(device), self.truncated)
 

@@ -100,8 +100,16 @@ class GenRecNet(nn.Module):
         return self.lm.get_encoder()(inputs_embeds=self.input_embeds(enc), attention_mask=enc.attention_mask, return_dict=True)
 
     def loss(self, enc, labels: torch.Tensor) -> torch.Tensor:
-        out = self.lm(inputs_embeds=self.input_embeds(enc), attention_mask=enc.attention_mask, labels=labels, return_dict=True)
-        return out.loss
+        """Mean cross-entropy over the target tokens (labels -100 = padding, not counted)."""
+        cfg = self.lm.config
+        dec_in = labels.new_full(labels.shape, cfg.pad_token_id)
+        dec_in[:, 1:] = labels[:, :-1]
+        dec_in[:, 0] = cfg.decoder_start_token_id
+        dec_in = dec_in.masked_fill(dec_in == -100, cfg.pad_token_id)
+        out = self.lm(inputs_embeds=self.input_embeds(enc), attention_mask=enc.attention_mask, decoder_input_ids=dec_in,
+                      return_dict=True)
+        return nn.functional.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), labels.reshape(-1),
+                                           ignore_index=-100)
 
 
 class GenRec(TorchRecommender):
@@ -129,7 +137,14 @@ class GenRec(TorchRecommender):
         from transformers import AutoConfig
 
         from llmrec.llm import tiny
-        from llmrec.llm.backbones import BackboneError, detect_kind, load_backbone, load_tokenizer, quiet_transformers, resolve_path
+        from llmrec.llm.backbones import (
+            BackboneError,
+            detect_kind,
+            load_backbone,
+            load_tokenizer,
+            quiet_transformers,
+            resolve_path,
+        )
 
         p = self.params
         if tiny.is_tiny(p.backbone) and p.backbone.strip().lower() not in ("tiny-bart", "tiny-bert"):
@@ -248,9 +263,9 @@ class GenRec(TorchRecommender):
         bs = train.batch_size
         spe_pre = max(1, -(-len(pre_users) // bs))
         spe_ft = max(1, -(-len(ft_users) // bs))
-        pre_steps = p.pretrain_steps if p.pretrain_steps is not None else int(round(p.pretrain_epochs * spe_pre))
+        pre_steps = p.pretrain_steps if p.pretrain_steps is not None else round(p.pretrain_epochs * spe_pre)
         ft_epochs = p.finetune_epochs if p.finetune_epochs is not None else float(train.epochs)
-        ft_steps = p.finetune_steps if p.finetune_steps is not None else max(1, int(round(ft_epochs * spe_ft)))
+        ft_steps = p.finetune_steps if p.finetune_steps is not None else max(1, round(ft_epochs * spe_ft))
         if len(ft_users) == 0:
             raise ValueError("genrec: no finetuning examples (every training sequence has fewer than 2 items)")
         phases = [
@@ -264,7 +279,7 @@ class GenRec(TorchRecommender):
                           progress=progress, warmup_ratio=p.warmup_ratio, checkpoint_every=p.checkpoint_every, fingerprint=fp,
                           callbacks=callbacks)
         self.fit_info = {**info, "genrec": {**self._build_info, "build_seconds": round(build_secs, 1),
-                                            "pretrain_examples": int(len(pre_users)), "finetune_examples": int(len(ft_users)),
+                                            "pretrain_examples": len(pre_users), "finetune_examples": len(ft_users),
                                             "steps_per_epoch": {"pretrain": spe_pre, "finetune": spe_ft},
                                             "mask_history": self._mask_history, "batch_size": bs}}
         return self
@@ -361,7 +376,6 @@ class GenRec(TorchRecommender):
         p, sp, it = self.params, self.idtext.sp, self.idtext
         gc = self._generation_config()
         nret = gc.num_return_sequences
-        out_rows: list[dict] = []
         dev = self.device
         # users of similar history length together (less padding in the encoder and the cross-attention)
         order = np.argsort([len(h) for h in batch.histories], kind="stable")
@@ -379,8 +393,8 @@ class GenRec(TorchRecommender):
                 kw["prefix_allowed_tokens_fn"] = prefix_allowed_tokens_fn(cons, 1, [sp["end"]])
             seq = self.net.lm.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc_out.last_hidden_state),
                                        attention_mask=enc.attention_mask, generation_config=gc,
-                                       past_key_values=_shared_cross_cache(self.net.lm, enc_out.last_hidden_state, p.num_beams),
-                                       **kw)
+                                       **{_cache_kwarg(self.net.lm): _shared_cross_cache(self.net.lm, enc_out.last_hidden_state,
+                                                                                        p.num_beams)}, **kw)
             seq = seq.cpu().tolist()
             for r, h in enumerate(hists):
                 hset = set(h.tolist())
@@ -442,6 +456,13 @@ class GenRec(TorchRecommender):
                 "history_item_rate": e["history_items"] / m, "seconds_per_user": e["seconds"] / n,
                 "constrained": p.constrained, "mask_history": self._mask_history, "num_beams": p.num_beams, "top_k": p.top_k,
                 "length_penalty": p.length_penalty}
+
+
+def _cache_kwarg(lm) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.x); older versions only know the old name."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(lm).forward).parameters else "past_key_values"
 
 
 def _shared_cross_cache(lm, enc_h: torch.Tensor, num_beams: int):

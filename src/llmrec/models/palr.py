@@ -72,7 +72,9 @@ class PALRParams(Params):
     retriever: str | None = Field(None, description="run or model directory of a trained llmrec model")
     retriever_config: str | dict | None = Field(None, description="config (path or {model, params, train}) to train "
                                                 "the retriever from when `retriever` holds no saved model")
-    n_candidates: int = Field(50, ge=1)
+    n_candidates: int = Field(50, ge=1, description="retriever top-N re-ranked at inference (paper: 50)")
+    train_candidates: int | None = Field(None, ge=1, description="candidate list size of the Recommend_Retrieval "
+                                         "training examples (default: n_candidates, the inference size)")
     candidate_order: Literal["shuffle", "retriever"] = "shuffle"
     # profile
     profile: bool = False
@@ -291,7 +293,7 @@ class PALR(Recommender):
             for task in tasks:
                 e = {"user": int(u), "task": task, "history": hist, "label": lab[: p.list_size]}
                 if task == "recommend_retrieval":
-                    want = max(0, p.n_candidates - len(e["label"]))
+                    want = max(0, (p.train_candidates or p.n_candidates) - len(e["label"]))
                     neg, pad = graph.similar_negatives(e["label"], want, exclude=list(s) + hist, rng=r,
                                                        pool_factor=p.neg_pool_factor)
                     c["padded_negatives"] += pad

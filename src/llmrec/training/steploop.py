@@ -50,7 +50,7 @@ class Phase:
 
 def warmup_linear(step: int, total: int, warmup_ratio: float) -> float:
     """Multiplier of the base lr at 0-based ``step``: linear warmup, then linear decay to 0 at ``total``."""
-    warm = max(1, int(math.ceil(warmup_ratio * total))) if warmup_ratio > 0 else 0
+    warm = max(1, math.ceil(warmup_ratio * total)) if warmup_ratio > 0 else 0
     if step < warm:
         return (step + 1) / warm
     return max(0.0, (total - step) / max(1, total - warm))
