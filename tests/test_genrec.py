@@ -177,9 +177,9 @@ def test_excluding_trie_constraint():
 
 
 # -- end to end -----------------------------------------------------------------------------------------
-def test_tiny_config_end_to_end_under_60s(tiny_run):
-    out, _metrics, secs = tiny_run
-    assert secs < 60, f"CI GenRec run took {secs:.1f}s"
+def test_tiny_config_end_to_end(tiny_run):
+    # wall time is reported by pytest --durations (scripts/test.sh), never asserted: it depends on the machine's load
+    out, _metrics, _secs = tiny_run
     assert (out / "model" / "config.json").exists() and (out / "model" / "model.safetensors").exists()
     m = json.loads((out / "metrics.json").read_text())
     for name in ("valid", "test"):

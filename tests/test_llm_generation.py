@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -236,12 +235,10 @@ def test_two_processes_equal_one(bb, model_dirs, tmp_path):
     script.write_text(textwrap.dedent(_DP_SCRIPT))
     prompts = PROMPTS + [p + " red" for p in PROMPTS[:3]]  # 11 prompts: uneven shards
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMREC_PROGRESS": "0"}
-    t = time.time()
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script), str(model_dirs["tiny-llama"]), str(tmp_path / "cache"), str(tmp_path / "out"),
                            json.dumps(prompts)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.time() - t < 60
     outs = [json.loads((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
     assert [o["world"] for o in outs] == [2, 2] and sorted(o["mine"] for o in outs) == [5, 6]  # each did its shard
     files = list((tmp_path / "cache" / "generation").glob("*/chunk-*.jsonl"))

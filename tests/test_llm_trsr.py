@@ -70,7 +70,6 @@ def test_tiny_config_end_to_end_through_saved_model_directories(tiny_run):
     from llmrec.pipelines.run import make_split
 
     m1, m2 = tiny_run["m1"], tiny_run["m2"]
-    assert tiny_run["seconds"] < 180  # two full runs (the CI budget is < 90 s per system run)
     t = m1["metrics"]["test"]
     assert m1["protocol"] == "records" and m1["eval_protocol"] == "sampled"
     assert 0.0 <= t["MRR@3"] <= t["Recall@3"] <= t["Recall@5"] <= t["Recall@10"] <= 1.0 and 0.0 <= t["TieRate"] <= 1.0

@@ -114,7 +114,6 @@ def tiny_run(tmp_path_factory):
 
 def test_end_to_end(tiny_run):
     m, d = tiny_run["metrics"], tiny_run["dir"]
-    assert tiny_run["seconds"] < 90
     assert m["eval_sample"]["users"] == 16 and "HR@10" in m["metrics"]["test"]
     g = m["generation"]["test"]
     assert g["users"] == 16 and g["variant"] == "v2" and g["profile"] is True
