@@ -128,3 +128,33 @@ def test_other_bad_requests(server):
     assert server.post("/recommend", json=[1, 2]).status_code == 422
     text = server.get("/metrics").text
     assert 'status="500"' not in text
+
+
+
+def test_a_model_that_cannot_rank_the_catalogue_gets_501_and_the_cli_one_line(tmp_path_factory, monkeypatch, capsys):
+    """LLM-TRSR only ranks sampled candidates: the service answers 501 with the model's explanation (not a 500),
+    and `llmrec recommend` prints one error line with exit status 2 (not a traceback)."""
+    from fastapi.testclient import TestClient
+
+    from llmrec.cli import main
+    from llmrec.models.base import UnsupportedOperation
+    from llmrec.pipelines.artifact import load_artifact
+    from llmrec.service.app import create_app
+
+    run = cached_run(tmp_path_factory.getbasetemp(), "pop")
+    art = load_artifact(run)
+
+    def refuse(*a, **kw):
+        raise UnsupportedOperation("this model ranks sampled candidates only")
+
+    monkeypatch.setattr(type(art.model), "recommend", refuse)
+    monkeypatch.setattr(type(art.model), "score", refuse)
+    with TestClient(create_app(art)) as c:
+        r = c.post("/recommend", json={"user": art.user_ids[0], "k": 5})
+    assert r.status_code == 501 and "sampled candidates only" in r.json()["detail"]
+    monkeypatch.setattr("sys.argv", ["llmrec", "recommend", str(run), "--user", str(art.user_ids[0])])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "sampled candidates only" in err and "Traceback" not in err

@@ -386,7 +386,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from llmrec.data.fingerprint import FingerprintMismatch
     from llmrec.training.checkpoint import CheckpointError
 
-    errs: list[type[BaseException]] = [ConfigError, DataError, ValidationError, FingerprintMismatch, CheckpointError]
+    from llmrec.models.base import UnsupportedOperation
+
+    errs: list[type[BaseException]] = [ConfigError, DataError, ValidationError, FingerprintMismatch, CheckpointError,
+                                       UnsupportedOperation]
     try:
         from llmrec.pipelines.artifact import ArtifactError
 

@@ -22,6 +22,10 @@ from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 
 
+class UnsupportedOperation(ValueError):
+    """A model cannot do what was asked (e.g. LLM-TRSR scoring the whole catalogue); the message says what it can do."""
+
+
 class Params(BaseModel):
     """Base of every model's hyper-parameters."""
 

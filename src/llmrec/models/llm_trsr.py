@@ -47,7 +47,7 @@ import torch
 from pydantic import Field
 
 from llmrec.llm.lora import LoraSettings
-from llmrec.models.base import HistoryBatch, Params, Recommender
+from llmrec.models.base import HistoryBatch, Params, Recommender, UnsupportedOperation
 
 SENTINEL = "\x00LLMTRSR-CANDIDATE\x00"
 LABELS = {"title": "Title", "category": "Category", "subcategory": "SubCategory", "abstract": "Abstract"}
@@ -427,7 +427,7 @@ class LLMTRSR(Recommender):
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, batch: HistoryBatch) -> torch.Tensor:
-        raise ValueError("llm_trsr ranks sampled candidates only (one LLM call per candidate): use split.protocol: "
+        raise UnsupportedOperation("llm_trsr ranks sampled candidates only (one LLM call per candidate): use split.protocol: "
                          "records or split.candidates")
 
     @torch.no_grad()

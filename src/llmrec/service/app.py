@@ -23,10 +23,28 @@ from fastapi import Path as FPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
-                      StringConstraints, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
-from llmrec.service.engine import EmptyHistory, Query, UnknownItem, UnknownUser, answer, recommend_resolved, resolve
+from llmrec.models.base import UnsupportedOperation
+from llmrec.service.engine import (
+    EmptyHistory,
+    Query,
+    UnknownItem,
+    UnknownUser,
+    answer,
+    recommend_resolved,
+    resolve,
+)
 
 log = logging.getLogger("llmrec.service")
 
@@ -230,7 +248,10 @@ def create_app(art, settings: ServeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         if art.n_users:  # warm up (lazy indexes, allocations) on a known user
-            recommend_resolved(art, [resolve(art, Query(user=art.user_ids[0], k=1))])
+            try:
+                recommend_resolved(art, [resolve(art, Query(user=art.user_ids[0], k=1))])
+            except UnsupportedOperation as e:  # the service still serves /items, /health; /recommend answers 501
+                log.warning("this model cannot recommend from the whole catalogue: %s", e)
         if s.batching:
             from llmrec.service.batcher import Batcher
 
@@ -263,6 +284,10 @@ def create_app(art, settings: ServeSettings | None = None) -> FastAPI:
     @app.exception_handler(UnknownItem)
     async def _unknown(request: Request, exc: LookupError):
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(UnsupportedOperation)
+    async def _unsupported(request: Request, exc: UnsupportedOperation):
+        return JSONResponse({"detail": str(exc)}, status_code=501)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
