@@ -288,6 +288,13 @@ def test_resume_is_exact(tmp_path, one_thread):
     assert all(torch.equal(sa[k], sc[k]) for k in sa)
     assert c.fit_info["phases"]["finetune"]["steps"] == 8
     assert [h["valid"] for h in a.fit_info["history"]] == [h["valid"] for h in c.fit_info["history"]]
+    # resuming with another setting is refused with the key named, not a traceback of a ValueError
+    from llmrec.training.checkpoint import CheckpointError
+
+    cfg2 = load_config(TINY_CFG, ["params.pretrain_steps=7", "params.finetune_steps=8", "params.checkpoint_every=3",
+                                  "params.eval_every=4", "train.max_eval_users=20", "params.num_beams=4", "params.top_k=4"])
+    with pytest.raises(CheckpointError, match="pretrain_steps"):
+        GenRec(cfg2.params).fit(split, cfg=cfg2, run_dir=tmp_path / "b", resume=True, progress=False)
 
 
 def test_params_are_validated():

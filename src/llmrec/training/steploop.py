@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llmrec.config import TrainConfig
+from llmrec.config import ConfigError, TrainConfig
 from llmrec.training import checkpoint as ckpt
 
 
@@ -80,14 +80,13 @@ def run_phases(model, split, phases: list[Phase], cfg: TrainConfig, *, seed: int
     loaded = None
     if resume:
         if ckpt_dir is None:
-            raise ValueError("resume needs a run directory with checkpoints (train.checkpoint: true)")
+            raise ConfigError("--resume needs a run directory with checkpoints (train.checkpoint: true)")
         loaded = ckpt.load_checkpoint(ckpt_dir, "last")
         if loaded is None:
             _log(progress, f"resume: no checkpoint in {ckpt_dir}, starting from scratch")
         else:
-            saved = loaded["state"].get("fingerprint")
-            if saved != fingerprint:
-                raise ValueError(f"cannot resume from {loaded['dir']}: it was trained with {saved}, this run is {fingerprint}")
+            if loaded["state"].get("fingerprint") != fingerprint:  # a CheckpointError naming the keys that differ
+                ckpt.check_resume(loaded, fingerprint or {})
             model.load_state_tensors(loaded["model"])
             ckpt.set_rng_state(loaded["rng_tensors"], loaded["state"]["rng"], None)
             for k in st:
