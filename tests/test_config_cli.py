@@ -90,3 +90,16 @@ def test_every_shipped_search_space_validates(monkeypatch):
         first = sp.read_text().splitlines()[0]
         assert first.startswith("# config: "), f"{sp}: the first line must be '# config: PATH'"
         load_space(sp, root / first.split(":", 1)[1].strip())
+
+
+def test_cli_version_and_short_help():
+    from typer.testing import CliRunner
+
+    import llmrec
+    from llmrec.cli import app
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"llmrec {llmrec.__version__}"
+    for args in (["-h"], ["run", "-h"], ["data", "-h"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0 and "Usage" in r.output, args

@@ -12,8 +12,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="llmrec: sequential recommendation with language models.")
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, statistics, export.")
+_HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=_HELP,
+                  help="llmrec: sequential recommendation with language models.")
+data_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="Datasets: list, statistics, export.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import llmrec
+
+        print(f"llmrec {llmrec.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")) -> None:
+    """llmrec: sequential recommendation with language models."""
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
