@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llmrec.data.errors import DataError
 from llmrec.utils.io import atomic_write_dir  # noqa: F401  (re-exported: llmrec.data.dataset.atomic_write_dir)
+from llmrec.utils.io import sha256_file, warn
 
 PREPARE_VERSION = 1
 CACHE_FORMAT = 2  # meta.json carries sha256 checksums of the parquet files
@@ -311,21 +312,6 @@ class DamagedCache(Exception):
     """A cache entry that cannot be trusted (truncated, modified, older format); it is rebuilt."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _warn(msg: str) -> None:
-    import sys
-
-    sys.stderr.write(f"warning: {msg}\n")
-    sys.stderr.flush()
-
-
 def _save(ds: Dataset, d: Path) -> None:
     import socket
 
@@ -338,7 +324,7 @@ def _save(ds: Dataset, d: Path) -> None:
     ds.item_text.write_parquet(d / "items.parquet")
     meta = {
         "format": CACHE_FORMAT,
-        "checksums": {f: _sha256(d / f) for f in _CACHE_FILES},
+        "checksums": {f: sha256_file(d / f) for f in _CACHE_FILES},
         "name": ds.name,
         "n_users": ds.n_users,
         "n_items": ds.n_items,
@@ -363,7 +349,7 @@ def _load(d: Path) -> Dataset:
     for f in _CACHE_FILES:
         want = meta["checksums"].get(f)
         try:
-            got = _sha256(d / f)
+            got = sha256_file(d / f)
         except OSError as e:
             raise DamagedCache(f"{f} cannot be read ({e.strerror or e})") from None
         if got != want:
@@ -468,7 +454,7 @@ def load_dataset(cfg: DataConfig | str, **overrides) -> Dataset:
         try:
             ds = _load(cdir)
         except DamagedCache as e:
-            _warn(f"dataset cache entry {cdir} is damaged: {e}; rebuilding it from the source files")
+            warn(f"dataset cache entry {cdir} is damaged: {e}; rebuilding it from the source files")
             import shutil
 
             shutil.rmtree(cdir, ignore_errors=True)
@@ -485,7 +471,7 @@ def load_dataset(cfg: DataConfig | str, **overrides) -> Dataset:
             _remove_stale_temp_dirs(cdir)
             atomic_write_dir(cdir, lambda d: _save(ds, d))
         except OSError as e:
-            _warn(f"cannot write the dataset cache {cdir} ({e.strerror or e}); continuing without it")
+            warn(f"cannot write the dataset cache {cdir} ({e.strerror or e}); continuing without it")
     ds.info["load_seconds"] = time.perf_counter() - t0
     ds.info["from_cache"] = False
     return ds

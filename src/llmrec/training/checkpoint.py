@@ -36,7 +36,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmrec.data.errors import DataError
-from llmrec.utils.io import atomic_write_json
+from llmrec.utils.io import atomic_write_json, sha256_file
+from llmrec.utils.io import warn as _warn
 
 POINTER = "latest.json"
 _TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -44,23 +45,6 @@ _TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors"
 
 class CheckpointError(DataError):
     """A damaged checkpoint or pointer file, or a resume the saved checkpoint refuses; names the file."""
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _warn(msg: str) -> None:
-    import sys
-
-    sys.stderr.write(f"warning: {msg}\n")
-    sys.stderr.flush()
 
 
 # -- RNG states ----------------------------------------------------------------------------------
@@ -180,7 +164,7 @@ def save_checkpoint(
         rng_tensors, rng_meta = rng_state(generator)
         save_file({k: v.cpu().contiguous() for k, v in rng_tensors.items()}, str(tmp / "rng.safetensors"))
         payload = {**state, "epoch": epoch, "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler_state,
-                   "checksums": {f: _sha256(tmp / f) for f in _TENSOR_FILES}}
+                   "checksums": {f: sha256_file(tmp / f) for f in _TENSOR_FILES}}
         (tmp / "state.json").write_text(json.dumps(_to_json(payload), indent=1))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -236,7 +220,7 @@ def _read_dir(d: Path, tensors: tuple[str, ...] = _TENSOR_FILES) -> dict:
         fp = d / f
         if not fp.is_file():
             raise CheckpointError(fp, "checkpoint file is missing")
-        if f in sums and _sha256(fp) != sums[f]:
+        if f in sums and sha256_file(fp) != sums[f]:
             raise CheckpointError(fp, "checkpoint file does not match its checksum in state.json (truncated or modified)")
         try:
             out[f] = load_file(str(fp))

@@ -51,6 +51,25 @@ def atomic_write_dir(target: str | Path, writer, *, keep_existing=None, mode: in
     return target
 
 
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks (checksums of cache entries and checkpoints)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def warn(msg: str) -> None:
+    """One plain-text ``warning:`` line on stderr (never rich markup)."""
+    import sys
+
+    sys.stderr.write(f"warning: {msg}\n")
+    sys.stderr.flush()
+
+
 def git_commit() -> str | None:
     """The commit of the llmrec checkout in use, if it is a git checkout."""
     here = Path(__file__).resolve().parent
