@@ -163,12 +163,11 @@ def test_pretraining_masks_one_item_never_the_user(one_thread):
 
 
 def test_excluding_trie_constraint():
-    from llmrec.llm.decoding import Trie
-    from llmrec.llm.idtext import ExcludingTrieConstraint
+    from llmrec.llm.decoding import Trie, TrieConstraint
 
     seqs = [[5, 1], [5, 2], [6, 1], [5, 2, 3]]
     trie = Trie(seqs)
-    c = ExcludingTrieConstraint(trie, seqs, [9], exclude=[0, 2])
+    c = TrieConstraint(trie, [9], exclude=[0, 2], item_tokens=seqs)
     assert c.allowed([]) == [5]  # every item under 6 is excluded
     assert c.allowed([5]) == [2]
     assert sorted(c.allowed([5, 2])) == [3, 9]  # item 1 complete (end allowed) or continue to item 3

@@ -138,11 +138,25 @@ def prefix_allowed_tokens_fn(constraints: Sequence, prompt_len: int, fallback: S
 
 
 class TrieConstraint:
-    """One item from ``trie`` followed by ``end`` tokens (GenRec's beams)."""
+    """One item from ``trie`` followed by ``end`` tokens (GenRec's beams); never one of the ``exclude`` items.
 
-    def __init__(self, trie: Trie, end: Sequence[int] = ()):
+    With ``exclude`` (history-masked beams; ``item_tokens[i]`` = the token sequence item ``i`` was added to the trie
+    with), a child node stays allowed while some non-excluded item passes through it, so no beam is spent on an
+    excluded item. Counting the excluded items per node keeps each step O(children)."""
+
+    def __init__(self, trie: Trie, end: Sequence[int] = (), exclude: Sequence[int] = (),
+                 item_tokens: Sequence[Sequence[int]] | None = None):
         self.trie = trie
         self.end = [int(t) for t in end]
+        self.excluded = {int(i) for i in exclude}
+        if self.excluded and item_tokens is None:
+            raise ValueError("TrieConstraint: exclude needs item_tokens (each item's token sequence)")
+        self.blocked: dict[int, int] = {}  # id(node) -> excluded items passing through it
+        for i in self.excluded:
+            node = trie.root
+            for t in item_tokens[i]:
+                node = node.children[int(t)]
+                self.blocked[id(node)] = self.blocked.get(id(node), 0) + 1
 
     def allowed(self, tokens: Sequence[int]) -> list[int]:
         tokens = [int(t) for t in tokens]
@@ -150,13 +164,13 @@ class TrieConstraint:
         for i, t in enumerate(tokens):
             ch = node.children.get(t)
             if ch is None:
-                if node.terminal is not None:  # item complete: the end tokens follow
+                if node.terminal is not None and node.terminal not in self.excluded:  # item complete: the end follows
                     rest = tokens[i:]
                     k = len(rest)
                     return self.end[k:k + 1] if rest == self.end[:k] else []
                 return []
             node = ch
-        nxt = list(node.children)
-        if node.terminal is not None and self.end:
+        nxt = [t for t, ch in node.children.items() if len(ch.items) > self.blocked.get(id(ch), 0)]
+        if node.terminal is not None and node.terminal not in self.excluded and self.end:
             nxt.append(self.end[0])
         return nxt

@@ -196,38 +196,3 @@ class IdText:
     def token_stats(self) -> dict:
         lens = np.array([len(t) for t in self.item_tokens])
         return {"item_tokens_mean": float(lens.mean()), "item_tokens_max": int(lens.max()), "item_tokens_min": int(lens.min())}
-
-
-class ExcludingTrieConstraint:
-    """One item from ``trie`` except the ``exclude`` items, then the ``end`` tokens (history-masked beams).
-
-    A child node stays allowed while some non-excluded item passes through it, so no beam is spent on an
-    excluded item. ``item_tokens[i]`` is item ``i``'s token sequence (the one the trie was built from)."""
-
-    def __init__(self, trie: Trie, item_tokens: Sequence[Sequence[int]], end: Sequence[int], exclude: Sequence[int]):
-        self.trie = trie
-        self.end = [int(t) for t in end]
-        self.excluded = {int(i) for i in exclude}
-        self.blocked: dict[int, int] = {}  # id(node) -> excluded items passing through it
-        for i in self.excluded:
-            node = trie.root
-            for t in item_tokens[i]:
-                node = node.children[int(t)]
-                self.blocked[id(node)] = self.blocked.get(id(node), 0) + 1
-
-    def allowed(self, tokens: Sequence[int]) -> list[int]:
-        tokens = [int(t) for t in tokens]
-        node = self.trie.root
-        for i, t in enumerate(tokens):
-            ch = node.children.get(t)
-            if ch is None:
-                if node.terminal is not None and node.terminal not in self.excluded:
-                    rest = tokens[i:]
-                    k = len(rest)
-                    return self.end[k:k + 1] if rest == self.end[:k] else []
-                return []
-            node = ch
-        nxt = [t for t, ch in node.children.items() if len(ch.items) > self.blocked.get(id(ch), 0)]
-        if node.terminal is not None and node.terminal not in self.excluded and self.end:
-            nxt.append(self.end[0])
-        return nxt

@@ -371,7 +371,6 @@ class GenRec(TorchRecommender):
         from transformers.modeling_outputs import BaseModelOutput
 
         from llmrec.llm.decoding import TrieConstraint, prefix_allowed_tokens_fn
-        from llmrec.llm.idtext import ExcludingTrieConstraint
 
         p, sp, it = self.params, self.idtext.sp, self.idtext
         gc = self._generation_config()
@@ -388,8 +387,8 @@ class GenRec(TorchRecommender):
             enc_out = self.net.encode(enc)
             kw = {}
             if p.constrained:
-                cons = [ExcludingTrieConstraint(self.trie, it.item_tokens, [sp["end"]], h) if self._mask_history
-                        else TrieConstraint(self.trie, [sp["end"]]) for h in hists]
+                cons = [TrieConstraint(self.trie, [sp["end"]], exclude=h if self._mask_history else (),
+                                       item_tokens=it.item_tokens) for h in hists]
                 kw["prefix_allowed_tokens_fn"] = prefix_allowed_tokens_fn(cons, 1, [sp["end"]])
             seq = self.net.lm.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc_out.last_hidden_state),
                                        attention_mask=enc.attention_mask, generation_config=gc,
