@@ -363,6 +363,14 @@ def drop_word_embeddings(model) -> None:
     model.set_input_embeddings(dummy)
 
 
+def config_from_dict(d: dict):
+    """A transformers config rebuilt from ``config.to_dict()`` as a saved model keeps it (``model_type`` included)."""
+    from transformers import AutoConfig
+
+    d = dict(d)
+    return AutoConfig.for_model(d.pop("model_type"), **d)
+
+
 def hidden_size_of(path_or_config) -> int:
     from transformers import AutoConfig
 

@@ -196,16 +196,15 @@ class GenRec(TorchRecommender):
         return net.to(self._device())
 
     def _build_from_saved(self) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderModel
+        from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
 
-        from llmrec.llm.backbones import quiet_transformers
+        from llmrec.llm.backbones import config_from_dict, quiet_transformers
         from llmrec.llm.idtext import IdText
 
         ex, p = self._extra, self.params
         if not ex:
             raise RuntimeError("GenRec.load: config.json has no 'extra' section (LM config, tokenizer); cannot rebuild")
-        cfg_d = dict(ex["lm_config"])
-        cfg = AutoConfig.for_model(cfg_d.pop("model_type"), **cfg_d)
+        cfg = config_from_dict(ex["lm_config"])
         with quiet_transformers():
             lm = EncoderDecoderModel(config=cfg) if ex["arch"] == "encoder-decoder" else AutoModelForSeq2SeqLM.from_config(cfg)
         self.tokenizer = _tokenizer_from_blob(ex["tokenizer"])

@@ -333,15 +333,14 @@ class HLLM(TorchRecommender):
         return net
 
     def _build_from_saved(self) -> nn.Module:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
 
-        from llmrec.llm.backbones import drop_word_embeddings
+        from llmrec.llm.backbones import config_from_dict, drop_word_embeddings
 
         p, ex = self.params, self._extra
         if not ex:
             raise RuntimeError("HLLM.load: config.json has no 'extra' section (user LLM config); cannot rebuild")
-        cfg_d = dict(ex["user_config"])
-        cfg = AutoConfig.for_model(cfg_d.pop("model_type"), **cfg_d)
+        cfg = config_from_dict(ex["user_config"])
         user = AutoModel.from_config(cfg)
         drop_word_embeddings(user)
         if p.user_lora is not None:
