@@ -133,10 +133,28 @@ def test_interrupted_run_resumes_without_regenerating(bb, tmp_path):
         generate(bb, PROMPTS, s, cache_dir=tmp_path, on_chunk=stop_after_first)
     d = next((tmp_path / "generation").iterdir())
     (d / "chunk-garbage.jsonl").write_text('{"k": "x", "text": 1}\nnot json\n')  # a corrupt chunk file: ignored
-    with _Count(bb.model) as c, pytest.warns(UserWarning, match="unreadable chunk"):
+    with _Count(bb.model) as c, pytest.warns(UserWarning, match="2 unreadable or corrupt record"):
         res = generate(bb, PROMPTS, s, cache_dir=tmp_path)
     assert res.n_cached == 2 and res.n_generated == len(PROMPTS) - 2 and c.rows == len(PROMPTS) - 2
     assert res.texts == generate(bb, PROMPTS, s).texts  # same as an uninterrupted run without a cache
+
+
+def test_corrupt_cache_records_are_generated_again(bb, tmp_path):
+    """Each cached record carries a checksum: a changed output or a torn line is regenerated, the rest is read back."""
+    s = GenerationSettings(max_new_tokens=5, batch_size=4, chunk_size=4)
+    first = generate(bb, PROMPTS, s, cache_dir=tmp_path)
+    f = sorted((tmp_path / "generation").glob("*/chunk-*.jsonl"))[0]
+    lines = f.read_text().splitlines()
+    rec = json.loads(lines[0])
+    assert isinstance(rec.get("c"), str)
+    rec["text"] = rec["text"] + " tampered"  # valid JSON, wrong content: only the checksum can tell
+    lines[0] = json.dumps(rec)
+    lines[1] = lines[1][: len(lines[1]) // 2]  # a torn line
+    f.write_text("\n".join(lines) + "\n")
+    with _Count(bb.model) as c, pytest.warns(UserWarning, match="2 unreadable or corrupt record"):
+        again = generate(bb, PROMPTS, s, cache_dir=tmp_path)
+    assert c.rows == 2 and again.n_cached == len(PROMPTS) - 2 and again.n_generated == 2
+    assert again.texts == first.texts and again.token_ids == first.token_ids
 
 
 def _item_constraints(tok, n_prompts, max_items=3):

@@ -31,7 +31,8 @@ answers of any causal or seq2seq backbone that ``load_backbone(..., head=True)``
   outputs (not ``batch_size``/``chunk_size``); each entry is keyed by the formatted prompt + ``keys[i]`` (+
   whether it is constrained). Every ``chunk_size`` finished prompts are written as one JSONL file (temp name
   then ``os.replace``), so a rerun reads everything back without touching the model and a killed run restarts
-  where it stopped (only unfinished chunks are regenerated). Unreadable chunk files are skipped with a warning.
+  where it stopped (only unfinished chunks are regenerated). Each record carries a checksum; unreadable or corrupt
+  records are skipped with a warning and generated again.
   Weights changed in place by other code (not :mod:`llmrec.llm.tuning`) need ``model_key`` (e.g.
   ``llmrec.llm.tuning.state_hash`` of them), or stale outputs of the base model would be read back.
 - **Data parallel**: under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1) each process generates an
@@ -143,22 +144,44 @@ def _sha(obj) -> str:
 # cache
 
 
+def _record_sum(r: dict) -> str:
+    """A short checksum of one cached output (every field but the checksum itself)."""
+    body = {k: v for k, v in r.items() if k != "c"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _valid_record(r) -> bool:
+    if not (isinstance(r, dict) and isinstance(r.get("k"), str) and isinstance(r.get("text"), str)
+            and isinstance(r.get("ids"), list)):
+        return False
+    return "c" not in r or r["c"] == _record_sum(r)  # records written before checksums carry none
+
+
 def _read_chunks(d: Path) -> dict[str, dict]:
+    """Every intact cached output under ``d``. A line that does not parse or whose checksum does not match is skipped
+    (one warning per file): only those prompts are generated again."""
     out: dict[str, dict] = {}
     if not d.is_dir():
         return out
     for f in sorted(d.glob("chunk-*.jsonl")):
         try:
-            recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-            for r in recs:
-                if not (isinstance(r, dict) and isinstance(r.get("k"), str) and isinstance(r.get("text"), str)
-                        and isinstance(r.get("ids"), list)):
-                    raise ValueError("bad record")
-        except (OSError, ValueError, UnicodeDecodeError) as e:
+            lines = [line for line in f.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
             warnings.warn(f"generation cache: ignoring unreadable chunk file {f} ({e})", stacklevel=3)
             continue
-        for r in recs:
-            out[r["k"]] = r
+        bad = 0
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                r = None
+            if _valid_record(r):
+                out[r["k"]] = r
+            else:
+                bad += 1
+        if bad:
+            warnings.warn(f"generation cache: ignoring {bad} unreadable or corrupt record(s) of {len(lines)} in chunk "
+                          f"file {f}; those prompts are generated again", stacklevel=3)
     return out
 
 
@@ -167,7 +190,7 @@ def _write_chunk(d: Path, recs: list[dict], rank: int) -> None:
     name = f"chunk-{time.strftime('%Y%m%d%H%M%S')}-r{rank}-{uuid.uuid4().hex[:12]}.jsonl"
     tmp = d / f".{name}.tmp"
     with open(tmp, "w") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+        f.writelines(json.dumps({**r, "c": _record_sum(r)}, ensure_ascii=False) + "\n" for r in recs)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, d / name)
