@@ -484,10 +484,7 @@ def _source_files(cfg: DataConfig) -> list[str]:
     if cfg.generic is not None:
         files = [cfg.generic.interactions] + ([cfg.generic.items] if cfg.generic.items else [])
         return [str(Path(f).expanduser().resolve()) for f in files]
-    fn = getattr(loaders, "source_files", None)
-    if fn is None:
-        return []
     try:
-        return [str(p) for p in fn(cfg.name, cfg.path)]
+        return loaders.source_files(cfg.name, cfg.path)
     except DataError:
         return []
