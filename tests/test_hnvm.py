@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import make_raw
-from llmrec.config import SplitConfig
+from llmrec.config import split_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.sessions import session_split
 from llmrec.data.splits import EvalSet
@@ -74,7 +74,7 @@ def tiny_split():
             for k, it in enumerate(items):
                 rows.append((u + 1, it, s * 2 * H + k))
     ds = prepare_raw(make_raw(rows), DataConfig(name="toy", id_seed=1))
-    return session_split(ds, SplitConfig(protocol="session", session_targets="all", session_include_first=True))
+    return session_split(ds, split_config(protocol="session", session_targets="all", session_include_first=True))
 
 
 def train_positions(split) -> EvalSet:

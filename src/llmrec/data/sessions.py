@@ -174,10 +174,9 @@ def _eval_set(rows, task: str, name: str) -> EvalSet:
 
 def session_split(ds: Dataset, cfg) -> Split:
     """Sessionize, filter, last-session-out split; see the module docstring. ``cfg`` is a RunConfig (or anything
-    with a ``split`` attribute holding the SplitConfig fields), or a SplitConfig itself."""
+    with a ``split`` attribute holding a :class:`llmrec.config.SessionSplit`), or the SessionSplit itself. It ranks
+    all training items: the session section has no sampled candidates."""
     sc = getattr(cfg, "split", cfg)
-    if getattr(sc, "candidates", None) is not None:
-        raise ValueError("split.candidates (sampled candidate sets) is not supported with the session protocol: it ranks all training items")
     task, targets = sc.session_task, sc.session_targets
     both = task == "both"
     if both:  # train and validate as next-item; also build the next-session test set from the same sessions
