@@ -130,3 +130,22 @@ def test_one_split_section_per_protocol(tmp_path, protocol):
         assert old.split.candidates is None and old.split.session_gap == 1800
     else:
         assert old.split.candidates.n_neg == 20  # the saved value, kept
+
+
+def test_metrics_json_records_masking_as_done(tmp_path):
+    """Sampled candidates are ranked as they are (never history-masked): metrics.json says so, whatever
+    eval.mask_history says; the full ranking masks as configured."""
+    from llmrec.pipelines.run import run
+
+    csv = tmp_path / "log.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"{u},{(u * 7 + j * 3) % 30},{1000 * u + j}\n"
+                                                     for u in range(20) for j in range(8)))
+    base = {"data": {"name": "generic", "generic": {"interactions": str(csv)}}, "model": "pop",
+            "eval": {"ks": [5], "mask_history": True}, "progress": False, "threads": 1}
+    cases = [({}, "full", True), ({"eval.mask_history=false"}, "full", False),
+             ({"split.candidates.n_neg=9"}, "sampled", False)]
+    for i, (sets, protocol, masked) in enumerate(cases):
+        m = run(load_config(write(tmp_path, base), sorted(sets)), tmp_path / f"run{i}")
+        saved = json.loads((tmp_path / f"run{i}" / "metrics.json").read_text())
+        assert m["eval_protocol"] == saved["eval_protocol"] == protocol
+        assert m["mask_history"] is saved["mask_history"] is masked, (sets, saved["mask_history"])

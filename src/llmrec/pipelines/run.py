@@ -156,7 +156,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         "protocol": split.protocol,
         "eval_protocol": protocol,
         "id_order": cfg.data.id_order,
-        "mask_history": cfg.eval.mask_history,
+        "mask_history": cfg.eval.mask_history and protocol == "full",  # sampled candidates are never masked
         "ks": cfg.eval.ks,
         "seed": cfg.seed,
         "threads": torch.get_num_threads(),
