@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llmrec.data.errors import DataError
 from llmrec.utils.io import atomic_write_dir  # noqa: F401  (re-exported: llmrec.data.dataset.atomic_write_dir)
 from llmrec.utils.io import sha256_file, warn
+from llmrec.utils.runtime import default_cache_dir
 
 PREPARE_VERSION = 1
 CACHE_FORMAT = 2  # meta.json carries sha256 checksums of the parquet files
@@ -287,11 +288,6 @@ def id_leak_stats(ds: Dataset, original_rank: np.ndarray | None = None) -> dict:
 
 # ----------------------------------------------------------------------------------------------------
 # caching
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMREC_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmrec"
 
 
 def _cache_key(raw_files: list[str], cfg: DataConfig) -> str:

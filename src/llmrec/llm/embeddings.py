@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmrec.utils.runtime import default_cache_dir
+
 POOLINGS = ("item_token", "mean", "cls", "last")
 CACHE_VERSION = 1
 
@@ -122,11 +124,6 @@ def encode_tokens(encoder: ItemEncoder, token_ids: list[list[int]], *, batch_siz
     finally:
         encoder.train(was_training)
     return out
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMREC_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmrec"
 
 
 def cache_key(parts: dict) -> str:

@@ -39,7 +39,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ from llmrec.llm.prompts import as_model_input
 from llmrec.llm.scoring import encode_prefix, encode_suffix, logits_kw_supported
 from llmrec.training import checkpoint as ckpt
 from llmrec.utils.io import atomic_write_dir, atomic_write_json
+from llmrec.utils.runtime import progress_enabled
 
 POINTER = "latest.json"
 _GROUP_BATCHES = 32  # length bucketing: batches per sorted group
@@ -323,7 +323,7 @@ def _prepare_model(backbone, settings: TuningSettings) -> list[torch.nn.Paramete
 
 
 def _progress_on(progress: bool, acc) -> bool:
-    return bool(progress) and os.environ.get("LLMREC_PROGRESS", "1") != "0" and acc.is_main_process
+    return progress_enabled(progress) and acc.is_main_process
 
 
 def instruction_tune(backbone, examples: Sequence[SFTExample], settings: TuningSettings | dict | None = None, *,

@@ -43,7 +43,6 @@ when it has >= 2 items) or only the last window (``last``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Literal
 
@@ -58,6 +57,7 @@ from llmrec.llm.text import HLLM_PROMPT
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import EpochBatches, pair_keys, user_item_pairs
+from llmrec.utils.runtime import note
 
 
 class HLLMParams(Params):
@@ -244,10 +244,7 @@ class HLLM(TorchRecommender):
 
     # -- building ---------------------------------------------------------------------------------
     def _log(self, msg: str) -> None:
-        import os
-
-        if os.environ.get("LLMREC_PROGRESS", "1") != "0":
-            print(f"[hllm] {msg}", file=sys.stderr, flush=True)
+        note("hllm", msg)
 
     def _trained_dtype(self):
         from llmrec.llm.backbones import resolve_dtype

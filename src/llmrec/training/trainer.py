@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,16 +35,7 @@ from torch import nn
 
 from llmrec.config import RunConfig, TrainConfig
 from llmrec.training import checkpoint as ckpt
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _progress_enabled(progress: bool) -> bool:
-    return bool(progress) and os.environ.get("LLMREC_PROGRESS", "1") != "0"
+from llmrec.utils.runtime import progress_enabled, seed_all
 
 
 def launched_distributed() -> bool:
@@ -134,7 +124,7 @@ class Trainer:
         self.mask_history = mask_history
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume = resume
-        self.progress = _progress_enabled(progress)
+        self.progress = progress_enabled(progress)
         self.callbacks = list(callbacks or [])
         self.accelerator = accelerator
         self.ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None and self.cfg.checkpoint else None
