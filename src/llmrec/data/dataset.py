@@ -137,18 +137,16 @@ class Dataset:
     def text_columns(self) -> list[str]:
         return [c for c in self.item_text.columns if c != "item"]
 
-    def item_texts(self, template: str | None = None) -> list[str]:
-        """One string per item index: ``template`` formatted with the text columns, or all columns joined."""
+    def raw_item_texts(self) -> list[str]:
+        """One string per item index: every text column's value as stored, the non-empty ones joined by a space
+        (a corpus, e.g. to train a tiny tokenizer on). The text a model reads is
+        :func:`llmrec.llm.text.item_texts`: one template per dataset, missing values cleaned."""
         cols = self.text_columns()
         rows = {r["item"]: r for r in self.item_text.iter_rows(named=True)}
         out = []
         for i in range(self.n_items):
             r = rows.get(i, {})
-            vals = {c: ("" if r.get(c) is None else str(r.get(c))) for c in cols}
-            if template is None:
-                out.append(" ".join(v for v in vals.values() if v))
-            else:
-                out.append(template.format(**vals))
+            out.append(" ".join(v for v in ("" if r.get(c) is None else str(r.get(c)) for c in cols) if v))
         return out
 
 

@@ -205,7 +205,7 @@ class PALR(Recommender):
         if want_retriever and p.retriever and model_dir_of(p.retriever) is not None:
             self._resolve_retriever(split, cfg, run_dir, progress, secs)  # a saved one: load and check it first
         t = time.perf_counter()
-        raw = ds.item_texts()
+        raw = ds.raw_item_texts()
         self._corpus = (raw + [tt.user for k, tt in TEMPLATES.items() if k.startswith("palr.")]) if self._is_tiny() else None
         self._load_backbone(self._corpus)
         it = render_items(ds, p.item_text, self.bb.tokenizer, p.title_tokens)
