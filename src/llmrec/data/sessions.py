@@ -45,6 +45,7 @@ import polars as pl
 
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import EvalSet, Split, sessionize
+from llmrec.utils.padding import pad_rows
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -290,11 +291,7 @@ def session_split(ds: Dataset, cfg) -> Split:
 
 def pad_sessions(sessions: list[np.ndarray], shift: int = 0, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(S, Lmax) right-padded int64 matrix of ``sessions`` (+``shift``) and (S,) lengths."""
-    lens = np.array([len(s) for s in sessions], dtype=np.int64)
-    out = np.full((len(sessions), max(1, int(lens.max()) if len(lens) else 1)), pad, dtype=np.int64)
-    for r, s in enumerate(sessions):
-        out[r, : len(s)] = s + shift
-    return out, lens
+    return pad_rows(sessions, pad=pad, shift=shift)
 
 
 def group_users_by_sessions(n_sessions: np.ndarray, order: np.ndarray, max_sessions: int) -> list[np.ndarray]:
