@@ -367,13 +367,6 @@ def config_from_dict(d: dict):
     return AutoConfig.for_model(d.pop("model_type"), **d)
 
 
-def hidden_size_of(path_or_config) -> int:
-    from transformers import AutoConfig
-
-    cfg = path_or_config if not isinstance(path_or_config, (str, Path)) else AutoConfig.from_pretrained(str(path_or_config), local_files_only=True)
-    return int(cfg.hidden_size)
-
-
 def make_accelerator(multi_gpu: bool = False, mixed_precision: str = "auto", gradient_accumulation_steps: int = 1):
     """An :class:`accelerate.Accelerator` for multi-GPU (DDP under ``accelerate launch``/``torchrun``) training.
 

@@ -11,7 +11,6 @@ Run directory layout::
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import time
 from pathlib import Path
 
@@ -192,9 +191,3 @@ def _model_report(r: dict, out: Path, predictions_path: Path | None) -> dict:
         tmp.replace(predictions_path)
         rep["predictions_file"] = predictions_path.name
     return rep
-
-
-def pin_threads_from_env() -> None:
-    n = os.environ.get("LLMREC_THREADS")
-    if n:
-        torch.set_num_threads(int(n))

@@ -6,7 +6,7 @@ Conventions: inside a network item ``i`` (0-based in llmrec) is token ``i + 1``;
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -70,12 +70,6 @@ def uniform_negatives(
             break
         neg[bad] = torch.randint(0, n_items, (nb,), generator=generator)
     return neg
-
-
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index tensors of one epoch: a random permutation of ``range(n)`` cut into ``batch_size`` chunks."""
-    perm = torch.randperm(n, generator=generator)
-    return iter(perm.split(batch_size))
 
 
 def crop_padding(x: torch.Tensor, pad: int = 0, left: bool = True) -> torch.Tensor:
