@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.utils.io import atomic_write_dir
 from llmrec.utils.runtime import default_cache_dir, progress_enabled
-
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 CONVERT_VERSION = 1
 
