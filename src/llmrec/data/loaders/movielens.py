@@ -21,17 +21,21 @@ def _read_genre_names(path: Path) -> list[str]:
     return names.to_list()
 
 
+def _read_ratings(path: Path, sep: str, what: str, expected: str, item_word: str) -> pl.DataFrame:
+    """The interactions of a 'user item rating timestamp' file (ratings are not kept), in file order."""
+    lines = read_lines(path, what)
+    (u, i, _r, ts), linenos = split_fixed(path, lines, sep, ["user", "item", "rating", "timestamp"], expected)
+    check_ids(path, u, linenos, "user", "user id")
+    check_ids(path, i, linenos, "item", item_word)
+    order = int_column(path, ts, linenos, "timestamp", "an integer unix timestamp", allow_negative=True)
+    return build_interactions(u, i, order)
+
+
 @staged("ml-100k", "ml-100k", "u.data.gz", "u.item", "u.genre", "u.user")
 def load_ml_100k(files: list[Path]) -> RawData:
     upath, ipath, gpath, uspath = files
-    lines = read_lines(upath, "tab-separated 'user item rating timestamp' lines")
-    (u, i, _r, ts), linenos = split_fixed(
-        upath, lines, "\t", ["user", "item", "rating", "timestamp"], "user, item, rating, unix timestamp"
-    )
-    check_ids(upath, u, linenos, "user", "user id")
-    check_ids(upath, i, linenos, "item", "item id")
-    order = int_column(upath, ts, linenos, "timestamp", "an integer unix timestamp", allow_negative=True)
-    df = build_interactions(u, i, order)
+    df = _read_ratings(upath, "\t", "tab-separated 'user item rating timestamp' lines",
+                       "user, item, rating, unix timestamp", "item id")
 
     genres = _read_genre_names(gpath)
     names = ["item", "title", "release_date", "video_release_date", "imdb_url", *genres]
@@ -105,14 +109,8 @@ def _ml1m_side(mpath: Path, upath: Path) -> tuple[pl.DataFrame, pl.DataFrame, li
 @staged("ml-1m", "ml-1m", "ratings.users-0001-2999.dat.gz", "movies.dat", "users.dat")
 def load_ml_1m(files: list[Path]) -> RawData:
     rpath, mpath, upath = files
-    lines = read_lines(rpath, "'UserID::MovieID::Rating::Timestamp' lines")
-    (u, i, _r, ts), linenos = split_fixed(
-        rpath, lines, "::", ["user", "item", "rating", "timestamp"], "UserID::MovieID::Rating::Timestamp"
-    )
-    check_ids(rpath, u, linenos, "user", "user id")
-    check_ids(rpath, i, linenos, "item", "movie id")
-    order = int_column(rpath, ts, linenos, "timestamp", "an integer unix timestamp", allow_negative=True)
-    df = build_interactions(u, i, order)
+    df = _read_ratings(rpath, "::", "'UserID::MovieID::Rating::Timestamp' lines",
+                       "UserID::MovieID::Rating::Timestamp", "movie id")
     items, users, side = _ml1m_side(mpath, upath)
     n_users = df["user"].n_unique()
     notes = [
