@@ -125,6 +125,15 @@ CONFIG_CASES = [
     ("id_seed_negative", {"data": {"id_seed": -3}}, "data.id_seed"),
     ("candidate_seed_negative", {"split": {"candidates": {"n_neg": 5, "seed": -1}}}, "split.candidates.seed"),
     ("n_neg_zero", {"split": {"candidates": {"n_neg": 0}}}, "split.candidates.n_neg"),
+    ("session_key_on_loo", {"split": {"session_gap": 600}},
+     "split.session_gap: unknown key for split.protocol 'loo' (it belongs to protocol 'session')"),
+    ("records_key_on_loo", {"split": {"records": {"sizes": [5, 1, 1]}}}, "split.records: unknown key for split.protocol 'loo'"),
+    ("candidates_on_session", {"model": "hrnn", "split": {"protocol": "session", "candidates": {"n_neg": 5}}},
+     "split.candidates: unknown key for split.protocol 'session' (it belongs to protocol 'loo' / 'records')"),
+    ("session_key_on_records", {"split": {"protocol": "records", "session_dedup": True}},
+     "split.session_dedup: unknown key for split.protocol 'records'"),
+    ("protocol_unknown", {"split": {"protocol": "lou"}}, "split.protocol: expected one of 'loo', 'session', 'records' (got 'lou')"),
+    ("split_not_a_section", {"split": "loo"}, "split: expected a section"),
     ("itemknn_k_zero", {"params": {"k": 0}}, "params.k"),
     ("itemknn_shrink_negative", {"params": {"shrink": -1}}, "params.shrink"),
     ("itemknn_decay_negative", {"params": {"position_decay": -2}}, "params.position_decay"),
@@ -174,6 +183,7 @@ SET_CASES = [
     ("seed=-1", "seed"),
     ("name=../../escape", "name"),
     ("model=hnvm", "split.protocol"),
+    ("split.session_gap=600", "split.session_gap: unknown key for split.protocol 'loo'"),
     ("model=nosuch", "unknown model"),
 ]
 

@@ -103,3 +103,49 @@ def test_cli_version_and_short_help():
     for args in (["-h"], ["run", "-h"], ["data", "-h"]):
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0 and "Usage" in r.output, args
+
+
+LEGACY_SPLIT = {  # the split section of a config.yaml resolved before the split had one section per protocol
+    "protocol": "loo", "session_gap": 1800, "session_task": "next-item", "session_targets": "last",
+    "session_include_first": False, "session_dedup": False, "session_min_item_count": 0, "session_min_length": 1,
+    "session_min_user_sessions": 1, "session_max_user_sessions": None, "session_min_eval_length": 2,
+    "candidates": {"n_neg": 20, "strategy": "uniform", "seed": 0},
+    "records": {"sizes": [10000, 1000, 1000]},
+}
+
+
+@pytest.mark.parametrize("protocol", ["loo", "session", "records"])
+def test_one_split_section_per_protocol(tmp_path, protocol):
+    """The resolved config lists the keys of its own protocol only, and loads back; so does an older config.yaml
+    that lists every protocol's keys (run directories written before the split had a section per protocol)."""
+    c = load_config(write(tmp_path, {"data": "beauty", "model": "pop", "split": {"protocol": protocol}}))
+    keys = set(yaml.safe_load(c.to_yaml())["split"])
+    assert "protocol" in keys and (("session_gap" in keys) == (protocol == "session"))
+    assert (("records" in keys) == (protocol == "records")) and (("candidates" in keys) == (protocol != "session"))
+    assert load_config(write(tmp_path, yaml.safe_load(c.to_yaml()), "again.yaml")).split == c.split
+    old = load_config(write(tmp_path, {"data": "beauty", "model": "pop", "split": {**LEGACY_SPLIT, "protocol": protocol}},
+                            "old.yaml"))
+    assert old.split.protocol == protocol
+    if protocol == "session":
+        assert old.split.candidates is None and old.split.session_gap == 1800
+    else:
+        assert old.split.candidates.n_neg == 20  # the saved value, kept
+
+
+def test_metrics_json_records_masking_as_done(tmp_path):
+    """Sampled candidates are ranked as they are (never history-masked): metrics.json says so, whatever
+    eval.mask_history says; the full ranking masks as configured."""
+    from llmrec.pipelines.run import run
+
+    csv = tmp_path / "log.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"{u},{(u * 7 + j * 3) % 30},{1000 * u + j}\n"
+                                                     for u in range(20) for j in range(8)))
+    base = {"data": {"name": "generic", "generic": {"interactions": str(csv)}}, "model": "pop",
+            "eval": {"ks": [5], "mask_history": True}, "progress": False, "threads": 1}
+    cases = [({}, "full", True), ({"eval.mask_history=false"}, "full", False),
+             ({"split.candidates.n_neg=9"}, "sampled", False)]
+    for i, (sets, protocol, masked) in enumerate(cases):
+        m = run(load_config(write(tmp_path, base), sorted(sets)), tmp_path / f"run{i}")
+        saved = json.loads((tmp_path / f"run{i}" / "metrics.json").read_text())
+        assert m["eval_protocol"] == saved["eval_protocol"] == protocol
+        assert m["mask_history"] is saved["mask_history"] is masked, (sets, saved["mask_history"])

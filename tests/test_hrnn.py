@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from test_hnvm import fit_tiny, tiny_split, train_positions
+from _tiny_sessions import fit_tiny, tiny_split, train_positions
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.models.base import HistoryBatch, Recommender

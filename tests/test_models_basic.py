@@ -145,3 +145,38 @@ def test_nextid_measures_the_p5_id_leak(shared_data):
     assert res["nextid", "original"] > 3 * res["pop", "original"]  # the leak: ids alone beat popularity
     assert res["nextid", "random"] < res["pop", "random"] / 5  # remapped ids: noise
     assert res["pop", "original"] == pytest.approx(res["pop", "random"])  # pop doesn't read ids
+
+
+def _kept_by_rule(S: np.ndarray, k: int) -> list[set[int]]:
+    """Each item's neighbours by the documented rule: the k largest similarities, lower item index first on ties."""
+    out = []
+    for i, row in enumerate(S):
+        nz = [j for j in range(len(row)) if row[j] != 0 and j != i]
+        out.append(set(sorted(nz, key=lambda j: (-row[j], j))[:k]))
+    return out
+
+
+def test_itemknn_breaks_neighbour_ties_by_item_index_whatever_the_numbering():
+    import scipy.sparse as sps
+
+    rng = np.random.default_rng(0)
+    n, k = 12, 3
+    S = rng.choice([0.0, 0.25, 0.5, 0.75], size=(n, n)).astype(np.float32)  # many equal similarities
+    np.fill_diagonal(S, 0.0)
+    for perm in [np.arange(n), *(rng.permutation(n) for _ in range(5))]:
+        P = np.empty(n, dtype=np.int64)
+        P[perm] = np.arange(n)  # old index perm[new] -> new index
+        Sp = S[perm][:, perm]  # the same similarities, items renumbered
+        # storage order inside a row must not matter either: shuffle the entries before building the matrix
+        r, c = np.nonzero(Sp)
+        o = rng.permutation(len(r))
+        knn = build_model("itemknn", {"k": k})
+        knn.n_items = n
+        knn._set_topk(sps.csr_matrix((Sp[r[o], c[o]], (r[o], c[o])), shape=(n, n)))
+        kept = [set(knn.nbr_idx[i][knn.nbr_val[i] > 0].tolist()) for i in range(n)]
+        assert kept == _kept_by_rule(Sp, k)
+        # what the rule does not decide is the same under every numbering: neighbours above the k-th similarity
+        for new_i in range(n):
+            row = S[perm[new_i]]
+            kth = np.sort(row)[::-1][k - 1]
+            assert {int(P[j]) for j in np.flatnonzero(row > kth)} <= kept[new_i]

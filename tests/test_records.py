@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from conftest import make_raw
 
-from llmrec.config import ConfigError, SplitConfig, load_config
+from llmrec.config import ConfigError, load_config, split_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.records import fitted_sizes, random_reference, records_split
 
@@ -23,7 +23,7 @@ def toy(n_users=60, n_items=80, seed=0, items=None):
 
 def sc(**records):
     cand = records.pop("candidates", {"n_neg": 10, "seed": 0})
-    return SplitConfig(protocol="records", records={"min_history": 5, "max_history": 8, **records}, candidates=cand)
+    return split_config(protocol="records", records={"min_history": 5, "max_history": 8, **records}, candidates=cand)
 
 
 def test_records_windows_targets_and_disjoint_users():
@@ -118,7 +118,7 @@ def test_require_text_drops_items_without_text():
 
 
 def test_config_keys_and_random_reference():
-    s = SplitConfig(protocol="records")
+    s = split_config(protocol="records")
     assert s.candidates is not None and s.candidates.n_neg == 20  # always 1:N sampled
     assert s.records.sizes == [10000, 1000, 1000] and s.records.min_history == 10 and s.records.max_history == 25
     with pytest.raises(ConfigError, match="records"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import make_raw
-from llmrec.config import SplitConfig
+from llmrec.config import split_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.sessions import session_split
 from llmrec.evaluation.evaluator import evaluate
@@ -20,7 +20,7 @@ def ds_from(rows, **kw):
 
 
 def sc(**kw):
-    return SplitConfig(protocol="session", **kw)
+    return split_config(protocol="session", **kw)
 
 
 def orig(split, items):
@@ -136,10 +136,10 @@ def test_renumbering_keeps_text_and_rejects_candidates():
     text = sp.dataset.item_text
     assert text["item"].to_list() == list(range(sp.n_items))
     assert [t.split()[-1] for t in text["title"].to_list()] == sp.dataset.item_ids
-    from llmrec.config import CandidateConfig
+    from llmrec.config import ConfigError, load_config
 
-    with pytest.raises(ValueError, match="not supported"):
-        session_split(ds, SplitConfig(protocol="session", candidates=CandidateConfig(n_neg=2)))
+    with pytest.raises(ConfigError, match="split.candidates: unknown key for split.protocol 'session'"):
+        load_config(None, ["data=toy", "model=pop", "split.protocol=session", "split.candidates.n_neg=2"])
     with pytest.raises(ValueError, match="timestamps"):
         session_split(prepare_raw(make_raw(ROWS, has_timestamps=False), DataConfig(name="toy")), sc())
 

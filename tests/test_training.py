@@ -225,3 +225,14 @@ def test_time_budget_stops_after_the_epoch_that_spends_it(tmp_path):
     assert not info["stopped_early"] and info["best_epoch"] == 1
     out2 = run(_cfg(_csv(tmp_path), "train.epochs=2"), tmp_path / "run2")
     assert out2["fit_info"]["epochs_run"] == 2 and out2["fit_info"]["stopped_by_budget"] is False
+
+
+def test_pad_rows_is_the_one_padding():
+    from llmrec.utils.padding import pad_rows
+
+    seqs = [np.array([1, 2, 3]), np.array([], dtype=np.int64), [7]]
+    out, lens = pad_rows(seqs)
+    assert out.tolist() == [[1, 2, 3], [0, 0, 0], [7, 0, 0]] and lens.tolist() == [3, 0, 1]
+    out, lens = pad_rows(seqs, 2, pad=-1, shift=10, align="right")  # the last 2 items, ending at the last column
+    assert out.tolist() == [[12, 13], [-1, -1], [-1, 17]] and lens.tolist() == [2, 0, 1]
+    assert pad_rows([[]])[0].tolist() == [[0]] and pad_rows([], 3)[0].shape == (0, 3)

@@ -9,14 +9,17 @@ config written into every run directory lists every default that was used.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,11 +46,22 @@ class CandidateConfig(BaseModel):
     seed: int = Field(0, ge=0)
 
 
-class SplitConfig(BaseModel):
+class LooSplit(BaseModel):
+    """``protocol: loo`` (the default): leave-one-out, the last item of every user is the test target, the one
+    before it the validation target."""
+
     model_config = ConfigDict(extra="forbid")
-    protocol: Literal["loo", "session", "records"] = "loo"
+    protocol: Literal["loo"] = "loo"
+    candidates: CandidateConfig | None = Field(None, description="rank inside sampled candidate sets instead of all items")
+
+
+class SessionSplit(BaseModel):
+    """``protocol: session`` (llmrec.data.sessions; docs/sessions.md): sessions cut at idle gaps, the last session
+    out. It always ranks all training items (no sampled candidates)."""
+
+    model_config = ConfigDict(extra="forbid")
+    protocol: Literal["session"]
     session_gap: int = Field(1800, ge=1, description="idle gap in seconds that starts a new session")
-    # --- session protocol (llmrec.data.sessions; docs/sessions.md); ignored by protocol 'loo' ---
     session_task: Literal["next-item", "next-session", "both"] = Field(
         "next-item", description="predict the next item, or the whole next session; 'both': one fit, selected on next-item "
         "validation, tested on both tasks (the next-session result goes to RUN/session-next-session/metrics.json)")
@@ -59,15 +73,62 @@ class SplitConfig(BaseModel):
     session_min_user_sessions: int = Field(1, ge=1, description="drop users with fewer sessions")
     session_max_user_sessions: int | None = Field(None, ge=1, description="drop users with more sessions")
     session_min_eval_length: int = Field(2, ge=1, description="held-out sessions shorter than this after removing unseen items are not evaluated")
-    candidates: CandidateConfig | None = Field(None, description="rank inside sampled candidate sets instead of all items")
-    # --- records protocol (llmrec.data.records: one record per user, LLM-TRSR's 1:20 candidates) ---
-    records: RecordsConfig = Field(default_factory=RecordsConfig, description="protocol 'records' only")
+
+    @property
+    def candidates(self) -> None:
+        """The session protocol ranks all training items: never sampled candidate sets."""
+        return None
+
+
+class RecordsSplit(BaseModel):
+    """``protocol: records`` (llmrec.data.records): one record per user, LLM-TRSR's 1:20 sampled candidates."""
+
+    model_config = ConfigDict(extra="forbid")
+    protocol: Literal["records"]
+    candidates: CandidateConfig | None = Field(None, description="the sampled candidate sets (default 1:20)")
+    records: RecordsConfig = Field(default_factory=RecordsConfig)
 
     @model_validator(mode="after")
-    def _records_candidates(self):
-        if self.protocol == "records" and self.candidates is None:  # the records protocol is always 1:N sampled
+    def _always_sampled(self):
+        if self.candidates is None:  # the records protocol is always 1:N sampled
             self.candidates = CandidateConfig(n_neg=20)
         return self
+
+
+_SPLIT_SECTIONS: dict[str, type[BaseModel]] = {"loo": LooSplit, "session": SessionSplit, "records": RecordsSplit}
+
+
+def _protocol_of(v: Any) -> str | None:
+    p = v.get("protocol", "loo") if isinstance(v, dict) else getattr(v, "protocol", None)
+    return p if isinstance(p, str) else None
+
+
+# The split section: one typed section per protocol, chosen by its ``protocol`` key (default 'loo'), so a key the
+# protocol does not use is an error that names it.
+SplitConfig = Annotated[
+    Union[Annotated[LooSplit, Tag("loo")], Annotated[SessionSplit, Tag("session")],
+          Annotated[RecordsSplit, Tag("records")]],
+    Discriminator(_protocol_of),
+]
+_SPLIT_ADAPTER = TypeAdapter(SplitConfig)
+
+
+def split_config(**keys: Any) -> LooSplit | SessionSplit | RecordsSplit:
+    """The split section for ``keys`` (as under ``split:`` in a config), e.g. ``split_config(protocol="session")``."""
+    return _SPLIT_ADAPTER.validate_python(keys)
+
+
+def _upgrade_saved_split(split: Any) -> Any:
+    """A config.yaml written before the split had one section per protocol lists every key of every protocol:
+    keep those of its own protocol (a hand-written config never lists them all, so it is not touched)."""
+    legacy = {"protocol", "candidates", "records", *SessionSplit.model_fields}
+    if not (isinstance(split, dict) and legacy <= set(split)):
+        return split
+    section = _SPLIT_SECTIONS.get(_protocol_of(split) or "")
+    if section is None:
+        return split
+    keep = set(section.model_fields) - ({"candidates"} if section is SessionSplit else set())
+    return {k: v for k, v in split.items() if k in keep}
 
 
 class EvalConfig(BaseModel):
@@ -140,7 +201,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
     data: DataConfig
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    split: SplitConfig = Field(default_factory=LooSplit)
     model: str
     params: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -151,6 +212,11 @@ class RunConfig(BaseModel):
     progress: bool = True
     _source: str | None = PrivateAttr(None)  # the config file (for error messages after loading)
     _overrides: list[str] = PrivateAttr(default_factory=list)  # the --set overrides (blamed for their keys)
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _saved_split(cls, v: Any) -> Any:
+        return _upgrade_saved_split(v)
 
     @field_validator("name")
     @classmethod
@@ -218,25 +284,42 @@ def _origin(loc: str, source: str | None, overrides: list[str] | None) -> str:
 
 def _validation_error(e: ValidationError, source: str | None, overrides: list[str] | None, prefix: str = "") -> ConfigError:
     errs = e.errors()
-    first = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(errs[0]["loc"])) if errs else None
+    first = _key_and_message(errs[0], prefix)[0] if errs else None
     ov = _blame(first, overrides) if first else None
     return ConfigError(_format_validation(e, prefix=prefix, source=source, overrides=overrides), key=first,
                        source=f"--set {ov}" if ov else source)
+
+
+def _key_and_message(err: dict, prefix: str = "") -> tuple[str, str]:
+    """The dotted config key a pydantic error is about and a short message (the value quoted where useful)."""
+    loc = ((prefix,) if prefix else ()) + tuple(str(x) for x in err["loc"])
+    msg, kind, got = err["msg"], err["type"], err.get("input")
+    protocol = None
+    if len(loc) >= 2 and loc[0] == "split" and loc[1] in _SPLIT_SECTIONS:  # the union's tag is not a key
+        protocol, loc = loc[1], (loc[0], *loc[2:])
+    if kind in ("union_tag_invalid", "union_tag_not_found") and loc[-1:] == ("split",):
+        if isinstance(got, dict):
+            return ".".join((*loc, "protocol")), f"expected one of {', '.join(map(repr, _SPLIT_SECTIONS))} (got {got.get('protocol')!r})"
+        return ".".join(loc), f"expected a section (protocol: {' | '.join(_SPLIT_SECTIONS)}, and its keys), got {got!r}"
+    if kind == "extra_forbidden":
+        msg = "unknown key"
+        if protocol is not None and len(loc) == 2:
+            owners = [p for p, s in _SPLIT_SECTIONS.items() if p != protocol and loc[1] in s.model_fields]
+            msg = f"unknown key for split.protocol {protocol!r}" + (
+                f" (it belongs to protocol {' / '.join(map(repr, owners))})" if owners else "")
+    elif kind == "value_error":  # our own validators: the message already quotes the value
+        msg = msg.removeprefix("Value error, ")
+    elif "input" in err and not isinstance(got, dict):
+        msg += f" (got {got!r})"
+    return ".".join(loc), msg
 
 
 def _format_validation(e: ValidationError, prefix: str = "", source: str | None = None,
                        overrides: list[str] | None = None) -> str:
     lines, from_file = [], False
     for err in e.errors():
-        loc = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(err["loc"]))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        got = err.get("input")
-        show_got = err["type"] not in ("extra_forbidden", "value_error") and "input" in err and not isinstance(got, dict)
-        if err["type"] == "value_error":  # our own validators: the message already quotes the value
-            msg = msg.removeprefix("Value error, ")
-        line = f"  {loc}: {msg}" + (f" (got {got!r})" if show_got else "")
+        loc, msg = _key_and_message(err, prefix)
+        line = f"  {loc}: {msg}"
         ov = _blame(loc, overrides)
         if ov is not None:
             line += f" -- given with --set {ov}"

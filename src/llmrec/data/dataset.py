@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llmrec.data.errors import DataError
 from llmrec.utils.io import atomic_write_dir  # noqa: F401  (re-exported: llmrec.data.dataset.atomic_write_dir)
 from llmrec.utils.io import sha256_file, warn
+from llmrec.utils.runtime import default_cache_dir
 
 PREPARE_VERSION = 1
 CACHE_FORMAT = 2  # meta.json carries sha256 checksums of the parquet files
@@ -136,18 +137,16 @@ class Dataset:
     def text_columns(self) -> list[str]:
         return [c for c in self.item_text.columns if c != "item"]
 
-    def item_texts(self, template: str | None = None) -> list[str]:
-        """One string per item index: ``template`` formatted with the text columns, or all columns joined."""
+    def raw_item_texts(self) -> list[str]:
+        """One string per item index: every text column's value as stored, the non-empty ones joined by a space
+        (a corpus, e.g. to train a tiny tokenizer on). The text a model reads is
+        :func:`llmrec.llm.text.item_texts`: one template per dataset, missing values cleaned."""
         cols = self.text_columns()
         rows = {r["item"]: r for r in self.item_text.iter_rows(named=True)}
         out = []
         for i in range(self.n_items):
             r = rows.get(i, {})
-            vals = {c: ("" if r.get(c) is None else str(r.get(c))) for c in cols}
-            if template is None:
-                out.append(" ".join(v for v in vals.values() if v))
-            else:
-                out.append(template.format(**vals))
+            out.append(" ".join(v for v in ("" if r.get(c) is None else str(r.get(c)) for c in cols) if v))
         return out
 
 
@@ -287,11 +286,6 @@ def id_leak_stats(ds: Dataset, original_rank: np.ndarray | None = None) -> dict:
 
 # ----------------------------------------------------------------------------------------------------
 # caching
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMREC_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmrec"
 
 
 def _cache_key(raw_files: list[str], cfg: DataConfig) -> str:
@@ -484,10 +478,7 @@ def _source_files(cfg: DataConfig) -> list[str]:
     if cfg.generic is not None:
         files = [cfg.generic.interactions] + ([cfg.generic.items] if cfg.generic.items else [])
         return [str(Path(f).expanduser().resolve()) for f in files]
-    fn = getattr(loaders, "source_files", None)
-    if fn is None:
-        return []
     try:
-        return [str(p) for p in fn(cfg.name, cfg.path)]
+        return loaders.source_files(cfg.name, cfg.path)
     except DataError:
         return []

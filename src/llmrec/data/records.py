@@ -160,7 +160,7 @@ def random_reference(n_candidates: int, ks: Sequence[int] = (3, 5, 10)) -> dict[
 
 
 def records_split(ds: Dataset, split_cfg) -> RecordsSplit:
-    """The records split of ``ds`` under ``split_cfg`` (a :class:`llmrec.config.SplitConfig`)."""
+    """The records split of ``ds`` under ``split_cfg`` (a :class:`llmrec.config.RecordsSplit`)."""
     rc: RecordsConfig = split_cfg.records
     cc = split_cfg.candidates
     if rc.max_history < rc.min_history:

@@ -45,6 +45,7 @@ import polars as pl
 
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import EvalSet, Split, sessionize
+from llmrec.utils.padding import pad_rows
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -174,10 +175,9 @@ def _eval_set(rows, task: str, name: str) -> EvalSet:
 
 def session_split(ds: Dataset, cfg) -> Split:
     """Sessionize, filter, last-session-out split; see the module docstring. ``cfg`` is a RunConfig (or anything
-    with a ``split`` attribute holding the SplitConfig fields), or a SplitConfig itself."""
+    with a ``split`` attribute holding a :class:`llmrec.config.SessionSplit`), or the SessionSplit itself. It ranks
+    all training items: the session section has no sampled candidates."""
     sc = getattr(cfg, "split", cfg)
-    if getattr(sc, "candidates", None) is not None:
-        raise ValueError("split.candidates (sampled candidate sets) is not supported with the session protocol: it ranks all training items")
     task, targets = sc.session_task, sc.session_targets
     both = task == "both"
     if both:  # train and validate as next-item; also build the next-session test set from the same sessions
@@ -291,11 +291,7 @@ def session_split(ds: Dataset, cfg) -> Split:
 
 def pad_sessions(sessions: list[np.ndarray], shift: int = 0, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(S, Lmax) right-padded int64 matrix of ``sessions`` (+``shift``) and (S,) lengths."""
-    lens = np.array([len(s) for s in sessions], dtype=np.int64)
-    out = np.full((len(sessions), max(1, int(lens.max()) if len(lens) else 1)), pad, dtype=np.int64)
-    for r, s in enumerate(sessions):
-        out[r, : len(s)] = s + shift
-    return out, lens
+    return pad_rows(sessions, pad=pad, shift=shift)
 
 
 def group_users_by_sessions(n_sessions: np.ndarray, order: np.ndarray, max_sessions: int) -> list[np.ndarray]:

@@ -15,7 +15,7 @@
 - :mod:`llmrec.llm.tuning`     instruction tuning (LoRA or full), exact resume;
 - :mod:`llmrec.llm.scoring`    Yes/No and continuation likelihood scoring with a shared-prefix KV cache.
 
-Importing this package sets ``HF_HUB_OFFLINE=1``: nothing is ever downloaded from the Hugging Face hub.
+Importing this package (so any of its modules) sets ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1``, here only: nothing is ever downloaded from the Hugging Face hub.
 Submodules are imported lazily so that ``import llmrec.llm`` stays cheap.
 """
 

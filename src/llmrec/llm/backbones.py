@@ -10,7 +10,7 @@ A ``backbone`` string in a config is one of
 
 Every one of them is first resolved to a directory and then loaded with the same
 ``AutoConfig/AutoModel*/AutoTokenizer.from_pretrained(dir, local_files_only=True)`` calls. Nothing is ever
-downloaded: ``HF_HUB_OFFLINE=1`` is set when this module is imported.
+downloaded: ``HF_HUB_OFFLINE=1`` is set when this package (:mod:`llmrec.llm`) is imported.
 
 Device and dtype are chosen automatically (CUDA + bf16 when present, CPU + fp32 otherwise); LoRA
 (:mod:`llmrec.llm.lora`), gradient checkpointing and multi-GPU (:func:`make_accelerator`) are switches.
@@ -23,17 +23,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-
-from llmrec.llm import packaged, tiny  # noqa: E402
+from llmrec.llm import packaged, tiny
 
 KINDS = ("encoder", "causal", "seq2seq")
 
@@ -369,13 +365,6 @@ def config_from_dict(d: dict):
 
     d = dict(d)
     return AutoConfig.for_model(d.pop("model_type"), **d)
-
-
-def hidden_size_of(path_or_config) -> int:
-    from transformers import AutoConfig
-
-    cfg = path_or_config if not isinstance(path_or_config, (str, Path)) else AutoConfig.from_pretrained(str(path_or_config), local_files_only=True)
-    return int(cfg.hidden_size)
 
 
 def make_accelerator(multi_gpu: bool = False, mixed_precision: str = "auto", gradient_accumulation_steps: int = 1):

@@ -31,18 +31,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmrec.utils.padding import pad_rows
+from llmrec.utils.runtime import default_cache_dir
+
 POOLINGS = ("item_token", "mean", "cls", "last")
 CACHE_VERSION = 1
 
 
 def pad_right(seqs: list[list[int]], pad_id: int, extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T + extra) ids right-padded with ``pad_id`` and (B,) lengths."""
-    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    T = int(lens.max()) + extra if len(seqs) else extra
-    ids = torch.full((len(seqs), max(T, 1)), pad_id, dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return ids, lens
+    T = max(len(s) for s in seqs) + extra if len(seqs) else extra
+    ids, lens = pad_rows(seqs, max(T, 1), pad=pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(lens)
 
 
 class ItemEncoder(nn.Module):
@@ -122,11 +122,6 @@ def encode_tokens(encoder: ItemEncoder, token_ids: list[list[int]], *, batch_siz
     finally:
         encoder.train(was_training)
     return out
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMREC_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmrec"
 
 
 def cache_key(parts: dict) -> str:

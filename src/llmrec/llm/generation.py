@@ -62,6 +62,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmrec.llm.prompts import as_model_input, uses_chat
+from llmrec.utils.runtime import progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,7 @@ def generate(backbone, prompts: Sequence[str], settings: GenerationSettings | di
     if empty := [i for i in mine if not tokd[i][0]]:
         raise GenerationError(f"prompt {empty[0]} is empty after tokenisation (the tokenizer adds no BOS token); "
                               "give every prompt some text")
-    show = progress and os.environ.get("LLMREC_PROGRESS", "1") != "0"
+    show = progress_enabled(progress)
     t_gen = time.time()
     new = _run_shard(backbone, settings, tokd, ekeys, constraints, cdir, rank, desc, show and main, on_chunk)
     if state is not None:

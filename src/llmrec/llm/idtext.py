@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from llmrec.llm.decoding import Trie
+from llmrec.utils.padding import pad_rows
 
 
 def item_word(i: int, prefix: str = "item_") -> str:
@@ -181,11 +182,7 @@ class IdText:
     def targets(self, items: Sequence[int], ignore_index: int = -100) -> torch.Tensor:
         """(B, T) labels: each item's tokens + [END], padded with ``ignore_index`` (not counted in the loss)."""
         seqs = [self.item_tokens[int(i)] + [self.sp["end"]] for i in items]
-        T = max(len(s) for s in seqs)
-        out = torch.full((len(seqs), T), ignore_index, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            out[r, : len(s)] = torch.tensor(s)
-        return out
+        return torch.from_numpy(pad_rows(seqs, pad=ignore_index)[0])
 
     def trie(self) -> Trie:
         return Trie(self.item_tokens, list(range(self.n_items)))

@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.utils.io import atomic_write_dir
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from llmrec.utils.runtime import default_cache_dir, progress_enabled
 
 CONVERT_VERSION = 1
 
@@ -130,11 +127,6 @@ def source_path(name: str) -> Path:
     return p
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMREC_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmrec"
-
-
 def _gguf_key(path: Path) -> str:
     st = path.stat()
     h = hashlib.sha256(f"v{CONVERT_VERSION}:{path.name}:{st.st_size}".encode())
@@ -172,7 +164,7 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: bool = True) -> Pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    if progress and os.environ.get("LLMREC_PROGRESS", "1") != "0":
+    if progress_enabled(progress):
         print(f"[llmrec] converting {gguf_path.name} to safetensors (once; ~1 min on 2 cores) -> {target}", flush=True)
 
     def write(tmp: Path) -> None:

@@ -44,14 +44,6 @@ class PromptTemplate:
         except KeyError as e:
             raise PromptError(f"prompt {self.name!r} needs field {e.args[0]!r}") from None
 
-    def render_response(self, **fields) -> str:
-        if self.response is None:
-            raise PromptError(f"prompt {self.name!r} has no response template")
-        try:
-            return self.response.format(**fields)
-        except KeyError as e:
-            raise PromptError(f"prompt {self.name!r} response needs field {e.args[0]!r}") from None
-
     def key(self) -> str:
         h = hashlib.sha256(f"{self.system}\x00{self.user}\x00{self.response}".encode()).hexdigest()[:10]
         return f"{self.name}@v{self.version}:{h}"
@@ -90,12 +82,6 @@ def as_model_input(tokenizer, user_text: str, *, system: str | None = None, chat
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
         return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     return (system + "\n\n" if system else "") + user_text
-
-
-def answer_suffix(tokenizer, chat: bool | None = None) -> str:
-    """What closes an answer in training data: the chat template's end-of-turn, else the EOS token."""
-    eos = tokenizer.eos_token or ""
-    return eos
 
 
 # ----------------------------------------------------------------------------------------------------

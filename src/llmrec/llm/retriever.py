@@ -16,7 +16,6 @@ score matrix (for the retriever's own metrics on the same users).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -125,18 +124,6 @@ def resolve_retriever(path: str | None, config: str | dict | None, split, data_f
     m = train_retriever(config, split, data_fingerprint, out_dir, run_cfg=run_cfg, progress=progress)
     return m, {"source": "trained", "config": config if isinstance(config, (str, dict)) else str(config),
                "missing_path": path, "model": m.name, "seconds": time.perf_counter() - t}
-
-
-def copy_model_dir(model, src: str | Path | None, dst: str | Path) -> None:
-    """Save ``model`` into ``dst`` (a copy of ``src`` when given: the exact saved files)."""
-    dst = Path(dst)
-    d = model_dir_of(src) if src else None
-    if d is not None and d.resolve() != dst.resolve():
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(d, dst)
-    elif d is None:
-        model.save(dst)
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from llmrec.utils.padding import pad_rows
 from llmrec.utils.progress import progress_iter
 
 
@@ -150,13 +151,9 @@ class _Runner:
         return _slice(out.logits, keep), _out_cache(out)
 
     def pad_batch(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        L = max(1, max(len(s) for s in seqs))
-        ids = torch.full((len(seqs), L), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), L), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, :len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        ids, lens = pad_rows(seqs, pad=self.pad)
+        mask = (np.arange(ids.shape[1]) < lens[:, None]).astype(np.int64)
+        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def prefix(self, p_ids: list[int]):
         ids = torch.tensor([p_ids], dtype=torch.long, device=self.device)

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from llmrec.utils.io import atomic_write_dir
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TINY_VERSION = 2
 TINY_ARCHS = ("tiny-llama", "tiny-bert", "tiny-bart", "tiny-gpt2")
@@ -190,7 +186,7 @@ def build_tiny(arch: str, out_dir: str | Path, texts: list[str] | None = None, *
 def tiny_dir(arch: str, texts: list[str] | None = None, *, vocab_size: int = 1000, overrides: dict | None = None,
              seed: int = 0, cache_dir: str | Path | None = None) -> Path:
     """A cached directory holding ``build_tiny(arch, ...)`` (built on first use, atomically)."""
-    from llmrec.llm.packaged import default_cache_dir
+    from llmrec.utils.runtime import default_cache_dir
 
     arch = arch.strip().lower()
     key = hashlib.sha256(json.dumps([TINY_VERSION, arch, vocab_size, overrides or {}, seed, texts_hash(texts)],

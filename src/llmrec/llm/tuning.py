@@ -39,7 +39,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +62,8 @@ from llmrec.llm.prompts import as_model_input
 from llmrec.llm.scoring import encode_prefix, encode_suffix, logits_kw_supported
 from llmrec.training import checkpoint as ckpt
 from llmrec.utils.io import atomic_write_dir, atomic_write_json
+from llmrec.utils.padding import pad_rows
+from llmrec.utils.runtime import progress_enabled
 
 POINTER = "latest.json"
 _GROUP_BATCHES = 32  # length bucketing: batches per sorted group
@@ -210,17 +211,12 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, bucketing: bool, seed
 
 def collate(enc: _Encoded, idx, pad_id: int, loss_on: str) -> dict[str, torch.Tensor]:
     """Right-padded input_ids / attention_mask / labels (-100 on padding, and on the prompt for ``response``)."""
-    L = max(len(enc.ids[i]) for i in idx)
-    ids = torch.full((len(idx), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(idx), L), dtype=torch.long)
-    labels = torch.full((len(idx), L), -100, dtype=torch.long)
-    for row, i in enumerate(idx):
-        seq = torch.tensor(enc.ids[i], dtype=torch.long)
-        ids[row, :len(seq)] = seq
-        mask[row, :len(seq)] = 1
-        start = enc.n_prompt[i] if loss_on == "response" else 0
-        labels[row, start:len(seq)] = seq[start:]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids, lens = pad_rows([enc.ids[i] for i in idx], pad=pad_id)
+    cols = np.arange(ids.shape[1])
+    start = np.array([enc.n_prompt[i] if loss_on == "response" else 0 for i in idx], dtype=np.int64)
+    labels = np.where((cols >= start[:, None]) & (cols < lens[:, None]), ids, -100)
+    mask = (cols < lens[:, None]).astype(np.int64)
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask), "labels": torch.from_numpy(labels)}
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -323,7 +319,7 @@ def _prepare_model(backbone, settings: TuningSettings) -> list[torch.nn.Paramete
 
 
 def _progress_on(progress: bool, acc) -> bool:
-    return bool(progress) and os.environ.get("LLMREC_PROGRESS", "1") != "0" and acc.is_main_process
+    return progress_enabled(progress) and acc.is_main_process
 
 
 def instruction_tune(backbone, examples: Sequence[SFTExample], settings: TuningSettings | dict | None = None, *,

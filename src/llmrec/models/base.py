@@ -21,6 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 
+from llmrec.utils.padding import pad_rows
+
 
 class UnsupportedOperation(ValueError):
     """A model cannot do what was asked (e.g. LLM-TRSR scoring the whole catalogue); the message says what it can do."""
@@ -51,14 +53,7 @@ class HistoryBatch:
         ``left=True`` right-aligns the sequences (padding on the left), as SASRec-style models expect."""
         lens = [len(h) if max_len is None else min(len(h), max_len) for h in self.histories]
         L = max(1, max(lens) if lens else 1)
-        out = np.full((len(self.histories), L), pad, dtype=np.int64)
-        for r, (h, n) in enumerate(zip(self.histories, lens)):
-            if n:
-                if left:
-                    out[r, L - n :] = h[len(h) - n :] + shift
-                else:
-                    out[r, :n] = h[len(h) - n :] + shift
-        return torch.from_numpy(out)
+        return torch.from_numpy(pad_rows(self.histories, L, pad=pad, shift=shift, align="right" if left else "left")[0])
 
     def lengths(self, max_len: int | None = None) -> torch.Tensor:
         return torch.tensor([len(h) if max_len is None else min(len(h), max_len) for h in self.histories])

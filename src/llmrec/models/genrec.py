@@ -235,7 +235,7 @@ class GenRec(TorchRecommender):
             accelerator=None, **overrides):
         from llmrec.config import RunConfig, TrainConfig
         from llmrec.training.steploop import Phase, run_phases
-        from llmrec.training.trainer import seed_all
+        from llmrec.utils.runtime import seed_all
 
         p = self.params
         if isinstance(cfg, RunConfig):

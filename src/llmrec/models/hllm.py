@@ -43,7 +43,6 @@ when it has >= 2 items) or only the last window (``last``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Literal
 
@@ -58,6 +57,8 @@ from llmrec.llm.text import HLLM_PROMPT
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import EpochBatches, pair_keys, user_item_pairs
+from llmrec.utils.padding import pad_rows
+from llmrec.utils.runtime import note
 
 
 class HLLMParams(Params):
@@ -177,10 +178,7 @@ def make_windows(train: list[np.ndarray], size: int, mode: str = "chunk") -> tup
             if mode == "last":
                 break
             end = start
-    out = torch.full((len(rows), size), -1, dtype=torch.long)
-    for r, w in enumerate(rows):
-        out[r, : len(w)] = torch.from_numpy(w)
-    return out, torch.tensor(users, dtype=torch.long)
+    return torch.from_numpy(pad_rows(rows, size, pad=-1)[0]), torch.tensor(users, dtype=torch.long)
 
 
 def length_bucketed(chunks: list[torch.Tensor], lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
@@ -244,10 +242,7 @@ class HLLM(TorchRecommender):
 
     # -- building ---------------------------------------------------------------------------------
     def _log(self, msg: str) -> None:
-        import os
-
-        if os.environ.get("LLMREC_PROGRESS", "1") != "0":
-            print(f"[hllm] {msg}", file=sys.stderr, flush=True)
+        note("hllm", msg)
 
     def _trained_dtype(self):
         from llmrec.llm.backbones import resolve_dtype
@@ -470,11 +465,7 @@ class HLLM(TorchRecommender):
         rows = rows[torch.argsort(lens[rows], stable=True)]  # similar lengths together: less padding
         for s in range(0, len(rows), 256):
             r = rows[s: s + 256]
-            T = int(lens[r].max())
-            seq = torch.full((len(r), T), -1, dtype=torch.long)
-            for j, i in enumerate(r.tolist()):
-                seq[j, : len(hist[i])] = torch.from_numpy(hist[i])
-            seq = seq.to(dev)
+            seq = torch.from_numpy(pad_rows([hist[i] for i in r.tolist()], pad=-1)[0]).to(dev)
             pred = net.user_forward(net.item_emb[seq.clamp_min(0)], seq >= 0)
             last = (lens[r] - 1).to(dev)
             out[r.to(dev)] = F.normalize(pred[torch.arange(len(r), device=dev), last].float(), dim=-1)

@@ -2,7 +2,8 @@
 
 sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink), where U_i is the set of users (or sessions,
 when the split has them) whose training data contain item i. Each item keeps its ``k`` most similar
-neighbours. A user's score for item j is the sum of sim(i, j) over the distinct items i of the history
+neighbours; among neighbours of equal similarity at the cut, the lower item index is kept (a fixed rule: with
+``data.id_order: random`` the item numbering, and so this choice, follows ``data.id_seed``). A user's score for item j is the sum of sim(i, j) over the distinct items i of the history
 (``recent`` > 0 uses only the last ``recent`` items; ``position_decay`` < 1 weights the item t steps from the
 end by decay**t)."""
 
@@ -14,6 +15,14 @@ import torch
 from pydantic import Field
 
 from llmrec.models.base import HistoryBatch, Params, Recommender
+
+
+def _top_k(cols: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest similarities, the lower item index first among equal ones (so the kept
+    neighbours depend on the similarities and the item numbering only, never on the storage order)."""
+    kth = np.partition(v, len(v) - k)[len(v) - k]  # the k-th largest similarity
+    cand = np.flatnonzero(v >= kth)  # every neighbour that can be kept (all ties at the boundary included)
+    return cand[np.lexsort((cols[cand], -v[cand]))[:k]]
 
 
 class ItemKNNParams(Params):
@@ -52,7 +61,7 @@ class ItemKNN(Recommender):
             a, b = S.indptr[i], S.indptr[i + 1]
             cols, v = S.indices[a:b], S.data[a:b]
             if len(v) > k:
-                top = np.argpartition(-v, k - 1)[:k]
+                top = _top_k(cols, v, k)
                 cols, v = cols[top], v[top]
             idx[i, : len(cols)] = cols
             val[i, : len(cols)] = v

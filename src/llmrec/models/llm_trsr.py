@@ -38,7 +38,6 @@ from its directory and checked against its fingerprint.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Literal
 
@@ -48,6 +47,7 @@ from pydantic import Field
 
 from llmrec.llm.lora import LoraSettings
 from llmrec.models.base import HistoryBatch, Params, Recommender, UnsupportedOperation
+from llmrec.utils.runtime import default_cache_dir, note
 
 SENTINEL = "\x00LLMTRSR-CANDIDATE\x00"
 LABELS = {"title": "Title", "category": "Category", "subcategory": "SubCategory", "abstract": "Abstract"}
@@ -114,10 +114,7 @@ class LLMTRSRParams(Params):
 
 
 def _log(msg: str) -> None:
-    import os
-
-    if os.environ.get("LLMREC_PROGRESS", "1") != "0":
-        print(f"[llm_trsr] {msg}", file=sys.stderr, flush=True)
+    note("llm_trsr", msg)
 
 
 def _blob(obj) -> torch.Tensor:
@@ -243,8 +240,6 @@ class LLMTRSR(Recommender):
     def _cache_root(self):
         if self.params.cache_dir:
             return self.params.cache_dir
-        from llmrec.llm.packaged import default_cache_dir
-
         return default_cache_dir()
 
     def summarize(self, windows: list[np.ndarray], progress: bool = True) -> dict:

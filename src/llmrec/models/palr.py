@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -50,6 +49,7 @@ from pydantic import Field, model_validator
 
 from llmrec.llm.generation import GenerationSettings
 from llmrec.models.base import HistoryBatch, Params, Recommender
+from llmrec.utils.runtime import default_cache_dir, note
 
 _KS = (1, 5, 10, 20)
 
@@ -141,15 +141,10 @@ class PALR(Recommender):
         return TuningSettings(**self.params.tuning)
 
     def _cache(self) -> Path:
-        from llmrec.llm.packaged import default_cache_dir
-
         return Path(self.params.cache_dir) if self.params.cache_dir else default_cache_dir()
 
     def _log(self, msg: str) -> None:
-        if os.environ.get("LLMREC_PROGRESS", "1") != "0":
-            import sys
-
-            print(f"[palr] {msg}", file=sys.stderr, flush=True)
+        note("palr", msg)
 
     def _load_backbone(self, corpus: list[str] | None) -> None:
         from llmrec.llm.backbones import load_backbone
@@ -210,7 +205,7 @@ class PALR(Recommender):
         if want_retriever and p.retriever and model_dir_of(p.retriever) is not None:
             self._resolve_retriever(split, cfg, run_dir, progress, secs)  # a saved one: load and check it first
         t = time.perf_counter()
-        raw = ds.item_texts()
+        raw = ds.raw_item_texts()
         self._corpus = (raw + [tt.user for k, tt in TEMPLATES.items() if k.startswith("palr.")]) if self._is_tiny() else None
         self._load_backbone(self._corpus)
         it = render_items(ds, p.item_text, self.bb.tokenizer, p.title_tokens)

@@ -11,8 +11,6 @@ Run directory layout::
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import random
 import time
 from pathlib import Path
 
@@ -26,12 +24,7 @@ from llmrec.data.splits import Split, leave_one_out, sample_candidates
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.utils.io import atomic_write_json, atomic_write_text, git_commit
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from llmrec.utils.runtime import seed_all
 
 
 def make_split(ds: Dataset, cfg: RunConfig) -> Split:
@@ -95,7 +88,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    seed_all(cfg.seed)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
 
     secs: dict[str, float] = {}
@@ -156,7 +149,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         "protocol": split.protocol,
         "eval_protocol": protocol,
         "id_order": cfg.data.id_order,
-        "mask_history": cfg.eval.mask_history,
+        "mask_history": cfg.eval.mask_history and protocol == "full",  # sampled candidates are never masked
         "ks": cfg.eval.ks,
         "seed": cfg.seed,
         "threads": torch.get_num_threads(),
@@ -198,9 +191,3 @@ def _model_report(r: dict, out: Path, predictions_path: Path | None) -> dict:
         tmp.replace(predictions_path)
         rep["predictions_file"] = predictions_path.name
     return rep
-
-
-def pin_threads_from_env() -> None:
-    n = os.environ.get("LLMREC_THREADS")
-    if n:
-        torch.set_num_threads(int(n))

@@ -6,10 +6,12 @@ Conventions: inside a network item ``i`` (0-based in llmrec) is token ``i + 1``;
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from llmrec.utils.padding import pad_rows
 
 
 def right_aligned(seqs: Sequence[np.ndarray], max_len: int, shift: int = 1) -> torch.Tensor:
@@ -24,19 +26,7 @@ def left_aligned(seqs: Sequence[np.ndarray], max_len: int, shift: int = 1) -> to
 
 
 def _aligned(seqs, max_len: int, shift: int, right: bool) -> torch.Tensor:
-    lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    take = np.minimum(lens, max_len)
-    out = np.zeros((len(seqs), max_len), dtype=np.int64)
-    if take.sum() == 0:
-        return torch.from_numpy(out)
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs if len(s)])
-    ends = np.cumsum(lens)
-    rows = np.repeat(np.arange(len(seqs)), take)
-    j = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)  # 0..take-1 within each row
-    src = np.repeat(ends - take, take) + j
-    cols = np.repeat(max_len - take, take) + j if right else j
-    out[rows, cols] = flat[src] + shift
-    return torch.from_numpy(out)
+    return torch.from_numpy(pad_rows(seqs, max_len, shift=shift, align="right" if right else "left")[0])
 
 
 def seq_lengths(seqs: Sequence[np.ndarray]) -> np.ndarray:
@@ -80,12 +70,6 @@ def uniform_negatives(
             break
         neg[bad] = torch.randint(0, n_items, (nb,), generator=generator)
     return neg
-
-
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index tensors of one epoch: a random permutation of ``range(n)`` cut into ``batch_size`` chunks."""
-    perm = torch.randperm(n, generator=generator)
-    return iter(perm.split(batch_size))
 
 
 def crop_padding(x: torch.Tensor, pad: int = 0, left: bool = True) -> torch.Tensor:

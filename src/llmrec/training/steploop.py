@@ -24,7 +24,6 @@ The model provides ``trainable_parameters()``, ``loss(batch)``, ``state_tensors(
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ import torch
 
 from llmrec.config import ConfigError, TrainConfig
 from llmrec.training import checkpoint as ckpt
+from llmrec.utils.runtime import progress_enabled
 
 
 @dataclass
@@ -57,7 +57,7 @@ def warmup_linear(step: int, total: int, warmup_ratio: float) -> float:
 
 
 def _log(progress: bool, msg: str) -> None:
-    if progress and os.environ.get("LLMREC_PROGRESS", "1") != "0":
+    if progress_enabled(progress):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 

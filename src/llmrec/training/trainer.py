@@ -24,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +35,7 @@ from torch import nn
 
 from llmrec.config import RunConfig, TrainConfig
 from llmrec.training import checkpoint as ckpt
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _progress_enabled(progress: bool) -> bool:
-    return bool(progress) and os.environ.get("LLMREC_PROGRESS", "1") != "0"
+from llmrec.utils.runtime import progress_enabled, seed_all
 
 
 def launched_distributed() -> bool:
@@ -94,6 +85,21 @@ class _Plain:
         pass
 
 
+@dataclass
+class _Loop:
+    """What one ``fit`` works with: the accelerator (or its plain stand-in), the trainable parameters, the
+    optimizer, the persistent data-order generator, the loss module, and the validation set-up."""
+
+    acc: object
+    params: list
+    opt: torch.optim.Optimizer
+    order_gen: torch.Generator
+    loss_mod: nn.Module | None = None
+    valid: object = None
+    ks: list[int] = field(default_factory=list)
+    protocol: str = "full"
+
+
 class Trainer:
     """``Trainer(model, split, TrainConfig(...), seed=..., run_dir=...).fit()``."""
 
@@ -118,7 +124,7 @@ class Trainer:
         self.mask_history = mask_history
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume = resume
-        self.progress = _progress_enabled(progress)
+        self.progress = progress_enabled(progress)
         self.callbacks = list(callbacks or [])
         self.accelerator = accelerator
         self.ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None and self.cfg.checkpoint else None
@@ -199,6 +205,43 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self):
+        """Build the network, resume if asked, train epoch by epoch until the epochs, patience or time budget run
+        out, then leave the model with the best validation epoch's weights and its ``fit_info``."""
+        loop = self._setup()
+        st, resumed_from = self._start_state(loop)
+        loop.loss_mod, loop.opt = loop.acc.prepare(_LossModule(self.model), loop.opt)
+        self._prepare_validation(loop)
+        stopped_by_budget = False
+        for epoch in range(st["epoch"], self.cfg.epochs):
+            if st["stopped_early"]:
+                break
+            if self._budget_spent(st):
+                stopped_by_budget = True
+                self._log_budget_stop(loop.acc, st["epoch"], st)
+                break
+            rec = self._train_epoch(loop, epoch)
+            st["epoch"] = epoch + 1
+            improved = self._validate(loop, epoch, rec, st)
+            st["history"].append(rec)
+            self._save_checkpoint(loop, epoch, rec, st, improved)
+            self._log(loop.acc, self._epoch_line(rec, st, self.cfg))
+            for cb in self.callbacks:
+                cb(self.model, epoch + 1, rec)
+            if st["stopped_early"]:
+                self._log(loop.acc, f"early stop: no {self.cfg.monitor} improvement in {self.cfg.patience} "
+                                    f"evaluations; best epoch {st['best_epoch']}")
+                break
+            if self._budget_spent(st) and epoch + 1 < self.cfg.epochs:
+                stopped_by_budget = True
+                self._log_budget_stop(loop.acc, epoch + 1, st)
+                break
+        self._restore_best(st)
+        self.model.fit_info = self._fit_info(loop, st, resumed_from, stopped_by_budget)
+        return self.model
+
+    # -- the steps of fit, in the order they run ----------------------------------------------------
+    def _setup(self) -> "_Loop":
+        """Seed, build the network on the accelerator's device, and make the optimizer and the data-order generator."""
         m, split, c = self.model, self.split, self.cfg
         m.n_items, m.n_users = split.n_items, split.n_users
         seed_all(self.seed)
@@ -209,122 +252,125 @@ class Trainer:
         # the fused kernel is several times faster than foreach on CPU and GPU (large embedding tables)
         fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         opt = torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay, fused=fused or None)
-        order_gen = torch.Generator().manual_seed(self.seed)
+        return _Loop(acc=acc, params=params, opt=opt, order_gen=torch.Generator().manual_seed(self.seed))
+
+    def _start_state(self, loop: "_Loop") -> tuple[dict, int | None]:
+        """The loop counters: fresh, or those of the last checkpoint with ``resume`` (which also restores the
+        weights, the optimizer, the RNGs and the gradient scaler). Returns (state, epoch resumed from or None)."""
         st = {"epoch": 0, "best": None, "best_epoch": 0, "best_metrics": {}, "bad_evals": 0,
               "stopped_early": False, "history": [], "fingerprint": self._fingerprint()}
-        resumed_from = None
-        if self.resume:
+        if not self.resume:
+            return st, None
+        if self.ckpt_dir is None:
+            raise ValueError("resume needs a run directory with checkpoints (train.checkpoint: true)")
+        acc = loop.acc
+        loaded = ckpt.load_checkpoint(self.ckpt_dir, "last")
+        if loaded is None:
+            self._log(acc, f"resume: no checkpoint in {self.ckpt_dir}, starting from scratch")
+            return st, None
+        ckpt.check_resume(loaded, st["fingerprint"])  # names the keys that differ
+        self.model.load_state_tensors(loaded["model"])
+        loop.opt.load_state_dict(loaded["optimizer"])
+        ckpt.set_rng_state(loaded["rng_tensors"], loaded["state"]["rng"], loop.order_gen)
+        for k in ("epoch", "best", "best_epoch", "best_metrics", "bad_evals", "stopped_early", "history"):
+            st[k] = loaded["state"][k]
+        if loaded["state"].get("scaler") and getattr(acc, "scaler", None) is not None:
+            acc.scaler.load_state_dict(loaded["state"]["scaler"])
+        self._log(acc, f"resumed from {loaded['dir']} (epoch {st['epoch']}, best {self.cfg.monitor} {st['best']})")
+        return st, st["epoch"]
+
+    def _prepare_validation(self, loop: "_Loop") -> None:
+        """The validation users (maybe a fixed sample), the cut-offs to compute and the protocol they use."""
+        loop.valid = self._valid_set()
+        loop.ks = sorted({10, self._monitor_k()})
+        loop.protocol = "sampled" if loop.valid is not None and loop.valid.candidates is not None else "full"
+
+    def _budget_spent(self, st: dict) -> bool:
+        c = self.cfg
+        spent = sum(h["seconds"] + (h.get("valid_seconds") or 0.0) for h in st["history"])
+        return c.max_minutes is not None and spent >= 60.0 * c.max_minutes
+
+    def _log_budget_stop(self, acc, epochs_done: int, st: dict) -> None:
+        self._log(acc, f"time budget of {self.cfg.max_minutes} min spent after {epochs_done} epochs; "
+                       f"best epoch {st['best_epoch']}")
+
+    def _train_epoch(self, loop: "_Loop", epoch: int) -> dict:
+        """One pass over this process's share of the epoch's batches; returns the epoch's log record."""
+        m, c, acc = self.model, self.cfg, loop.acc
+        # one int64 per epoch from the persistent generator -> the epoch's generator (same on every rank)
+        epoch_seed = int(torch.randint(0, 2**62, (1,), generator=loop.order_gen))
+        gen = torch.Generator().manual_seed(epoch_seed)
+        t0 = time.perf_counter()
+        m.net.train()
+        batches = self._shard(m.train_batches(self.split, gen, c.batch_size), acc)
+        total, steps = torch.zeros((), device=acc.device), 0
+        for batch in self._progress(batches, epoch, c.epochs, acc, lambda: total / max(steps, 1)):
+            batch = {key: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for key, v in batch.items()}
+            with acc.autocast():
+                loss = loop.loss_mod(batch)
+            acc.backward(loss)
+            if c.grad_clip:
+                acc.clip_grad_norm_(loop.params, c.grad_clip)
+            loop.opt.step()
+            loop.opt.zero_grad(set_to_none=True)
+            total += loss.detach().float()
+            steps += 1
+        mean_loss = float(total / max(steps, 1))
+        train_secs = time.perf_counter() - t0
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"{m.name}: training loss is {mean_loss} in epoch {epoch + 1}; lower train.lr?")
+        return {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(train_secs, 3), "steps": steps, "lr": c.lr}
+
+    def _validate(self, loop: "_Loop", epoch: int, rec: dict, st: dict) -> bool:
+        """Evaluate on the validation users when due, record the metrics in ``rec``, update the best epoch and
+        the patience counter in ``st``. Returns whether this epoch is the new best."""
+        c, m = self.cfg, self.model
+        if loop.valid is None or not ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
+            return False
+        from llmrec.evaluation.evaluator import evaluate
+
+        r = evaluate(m, loop.valid, ks=loop.ks, mask_history=self.mask_history, protocol=loop.protocol,
+                     batch_size=c.eval_batch_size, progress=False)
+        if c.monitor not in r["metrics"]:
+            raise ValueError(f"train.monitor {c.monitor!r} is not a metric; got {sorted(r['metrics'])}")
+        value = float(r["metrics"][c.monitor])
+        rec["valid"] = {key: float(v) for key, v in r["metrics"].items() if key.startswith(("HR@", "NDCG@"))}
+        rec["valid_seconds"] = round(r["seconds"], 3)
+        improved = st["best"] is None or value > st["best"]
+        if improved:
+            st.update(best=value, best_epoch=epoch + 1, best_metrics=rec["valid"], bad_evals=0)
             if self.ckpt_dir is None:
-                raise ValueError("resume needs a run directory with checkpoints (train.checkpoint: true)")
-            loaded = ckpt.load_checkpoint(self.ckpt_dir, "last")
-            if loaded is None:
-                self._log(acc, f"resume: no checkpoint in {self.ckpt_dir}, starting from scratch")
-            else:
-                ckpt.check_resume(loaded, st["fingerprint"])  # names the keys that differ
-                m.load_state_tensors(loaded["model"])
-                opt.load_state_dict(loaded["optimizer"])
-                ckpt.set_rng_state(loaded["rng_tensors"], loaded["state"]["rng"], order_gen)
-                for k in ("epoch", "best", "best_epoch", "best_metrics", "bad_evals", "stopped_early", "history"):
-                    st[k] = loaded["state"][k]
-                if loaded["state"].get("scaler") and getattr(acc, "scaler", None) is not None:
-                    acc.scaler.load_state_dict(loaded["state"]["scaler"])
-                resumed_from = st["epoch"]
-                self._log(acc, f"resumed from {loaded['dir']} (epoch {st['epoch']}, best {c.monitor} {st['best']})")
+                self._best_in_memory = {key: v.detach().clone() for key, v in m.state_tensors().items()}
+        else:
+            st["bad_evals"] += 1
+            if c.patience is not None and st["bad_evals"] >= c.patience:
+                st["stopped_early"] = True
+        return improved
 
-        loss_mod, opt = acc.prepare(_LossModule(m), opt)
-        valid = self._valid_set()
-        k = self._monitor_k()
-        ks = sorted({10, k})
-        protocol = "sampled" if valid is not None and valid.candidates is not None else "full"
+    def _save_checkpoint(self, loop: "_Loop", epoch: int, rec: dict, st: dict, improved: bool) -> None:
+        """Atomic checkpoint and one train_log.jsonl line (main process only), when the run has a directory."""
+        if self.ckpt_dir is None:
+            return
+        acc = loop.acc
+        if acc.is_main_process:
+            scaler = getattr(acc, "scaler", None)
+            ckpt.save_checkpoint(
+                self.ckpt_dir, epoch + 1, self.model.state_tensors(), loop.opt.state_dict(), loop.order_gen,
+                {k: v for k, v in st.items() if k != "epoch"}, is_best=improved,
+                scaler_state=scaler.state_dict() if scaler is not None else None, best_epoch=st["best_epoch"],
+            )
+            self._append_log(rec)
+        acc.wait_for_everyone()
 
-        def budget_spent() -> bool:
-            spent = sum(h["seconds"] + (h.get("valid_seconds") or 0.0) for h in st["history"])
-            return c.max_minutes is not None and spent >= 60.0 * c.max_minutes
-
-        stopped_by_budget = False
-        for epoch in range(st["epoch"], c.epochs):
-            if st["stopped_early"]:
-                break
-            if budget_spent():
-                stopped_by_budget = True
-                self._log(acc, f"time budget of {c.max_minutes} min spent after {st['epoch']} epochs; best epoch {st['best_epoch']}")
-                break
-            # one int64 per epoch from the persistent generator -> the epoch's generator (same on every rank)
-            epoch_seed = int(torch.randint(0, 2**62, (1,), generator=order_gen))
-            gen = torch.Generator().manual_seed(epoch_seed)
-            t0 = time.perf_counter()
-            m.net.train()
-            batches = self._shard(m.train_batches(split, gen, c.batch_size), acc)
-            total, steps = torch.zeros((), device=acc.device), 0
-            for batch in self._progress(batches, epoch, c.epochs, acc, lambda: total / max(steps, 1)):
-                batch = {key: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for key, v in batch.items()}
-                with acc.autocast():
-                    loss = loss_mod(batch)
-                acc.backward(loss)
-                if c.grad_clip:
-                    acc.clip_grad_norm_(params, c.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                total += loss.detach().float()
-                steps += 1
-            mean_loss = float(total / max(steps, 1))
-            train_secs = time.perf_counter() - t0
-            if not math.isfinite(mean_loss):
-                raise FloatingPointError(f"{m.name}: training loss is {mean_loss} in epoch {epoch + 1}; lower train.lr?")
-            st["epoch"] = epoch + 1
-            rec = {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(train_secs, 3), "steps": steps, "lr": c.lr}
-
-            improved = False
-            if valid is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
-                from llmrec.evaluation.evaluator import evaluate
-
-                r = evaluate(m, valid, ks=ks, mask_history=self.mask_history, protocol=protocol,
-                             batch_size=c.eval_batch_size, progress=False)
-                if c.monitor not in r["metrics"]:
-                    raise ValueError(f"train.monitor {c.monitor!r} is not a metric; got {sorted(r['metrics'])}")
-                value = float(r["metrics"][c.monitor])
-                rec["valid"] = {key: float(v) for key, v in r["metrics"].items() if key.startswith(("HR@", "NDCG@"))}
-                rec["valid_seconds"] = round(r["seconds"], 3)
-                improved = st["best"] is None or value > st["best"]
-                if improved:
-                    st.update(best=value, best_epoch=epoch + 1, best_metrics=rec["valid"], bad_evals=0)
-                    if self.ckpt_dir is None:
-                        self._best_in_memory = {key: v.detach().clone() for key, v in m.state_tensors().items()}
-                else:
-                    st["bad_evals"] += 1
-                    if c.patience is not None and st["bad_evals"] >= c.patience:
-                        st["stopped_early"] = True
-            st["history"].append(rec)
-
-            if self.ckpt_dir is not None:
-                if acc.is_main_process:
-                    scaler = getattr(acc, "scaler", None)
-                    ckpt.save_checkpoint(
-                        self.ckpt_dir, epoch + 1, m.state_tensors(), opt.state_dict(), order_gen,
-                        {k2: v for k2, v in st.items() if k2 != "epoch"}, is_best=improved,
-                        scaler_state=scaler.state_dict() if scaler is not None else None, best_epoch=st["best_epoch"],
-                    )
-                    self._append_log(rec)
-                acc.wait_for_everyone()
-            self._log(acc, self._epoch_line(rec, st, c))
-            for cb in self.callbacks:
-                cb(m, epoch + 1, rec)
-            if st["stopped_early"]:
-                self._log(acc, f"early stop: no {c.monitor} improvement in {c.patience} evaluations; best epoch {st['best_epoch']}")
-                break
-            if budget_spent() and epoch + 1 < c.epochs:
-                stopped_by_budget = True
-                self._log(acc, f"time budget of {c.max_minutes} min spent after {epoch + 1} epochs; best epoch {st['best_epoch']}")
-                break
-
-        self._restore_best(st)
-        m.fit_info = {
+    def _fit_info(self, loop: "_Loop", st: dict, resumed_from: int | None, stopped_by_budget: bool) -> dict:
+        c, acc = self.cfg, loop.acc
+        return {
             "epochs_run": st["epoch"],
             "best_epoch": st["best_epoch"],
             "best_valid": st["best"],
             "best_valid_metrics": st["best_metrics"],
             "monitor": c.monitor,
-            "valid_users": None if valid is None else len(valid),
+            "valid_users": None if loop.valid is None else len(loop.valid),
             "stopped_early": st["stopped_early"],
             "stopped_by_budget": stopped_by_budget,
             "max_minutes": c.max_minutes,
@@ -336,7 +382,6 @@ class Trainer:
             "mixed_precision": str(getattr(acc, "mixed_precision", "no")),
             "history": st["history"],
         }
-        return m
 
     def _restore_best(self, st: dict) -> None:
         """Leave the model holding the best validation epoch's weights (the last ones if never validated)."""

@@ -9,11 +9,9 @@ from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from llmrec.utils.runtime import progress_enabled
+
 T = TypeVar("T")
-
-
-def _enabled(enabled: bool) -> bool:
-    return enabled and os.environ.get("LLMREC_PROGRESS", "1") != "0"
 
 
 def make_progress(transient: bool = True) -> Progress:
@@ -32,7 +30,7 @@ def make_progress(transient: bool = True) -> Progress:
 
 
 def progress_iter(it: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True) -> Iterator[T]:
-    if not _enabled(enabled):
+    if not progress_enabled(enabled):
         yield from it
         return
     with make_progress() as p:
