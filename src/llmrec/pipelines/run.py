@@ -23,6 +23,7 @@ import llmrec
 from llmrec.config import RunConfig
 from llmrec.data.dataset import Dataset, load_dataset
 from llmrec.data.splits import Split, leave_one_out, sample_candidates
+from llmrec.evaluation.breakdown import history_breakdown
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.utils.io import atomic_write_json, atomic_write_text, git_commit
@@ -139,13 +140,15 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         results["valid"] = r["metrics"]
         secs["eval_valid"] = r["seconds"]
         reports["valid"] = _model_report(r, out, None)
+    by_length = {}
     if evaluate_test:
-        r = evaluate(model, split.test, **ev)
+        r = evaluate(model, split.test, **{**ev, "keep_rows": True})  # per-row values for the history-length buckets
         results["test"] = r["metrics"]
         secs["eval_test"] = r["seconds"]
         reports["test"] = _model_report(r, out, out / "predictions.parquet")
-    if cfg.eval.keep_rows and evaluate_test:
-        np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
+        by_length["test"] = history_breakdown([len(h) for h in split.test.histories], r["rows"])
+        if cfg.eval.keep_rows:
+            np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
 
     metrics = {
         "llmrec_version": llmrec.__version__,
@@ -165,14 +168,16 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         "metrics": results,
         "seconds": secs,
         "fit_info": getattr(model, "fit_info", {}),
+        "by_history_length": by_length,
         "eval_sample": None if sampled is None else {"users": int(len(sampled)), "seed": cfg.eval.sample_seed},
         "data_fingerprint": model.data_fingerprint,
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
     for name, es in (split.extra_tests.items() if evaluate_test else ()):  # further test sets from the same fit (session_task: both)
-        r = evaluate(model, es, **ev)
+        r = evaluate(model, es, **{**ev, "keep_rows": True})
         extra = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
+                 "by_history_length": {"test": history_breakdown([len(h) for h in es.histories], r["rows"])},
                  "seconds": {**secs, "eval_test": r["seconds"]},
                  "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
                  "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
