@@ -3,7 +3,7 @@
 Run directory layout::
 
     DIR/config.yaml     the fully resolved config (every default filled in)
-    DIR/metrics.json    results (keys documented in docs/metrics.md)
+    DIR/metrics.json    results (keys documented in docs/metrics.md); written last, so only a finished run has it
     DIR/model/          config.json + model.safetensors
     DIR/checkpoints/    per-epoch checkpoints of trained models (resume with --resume DIR)
 """
@@ -94,6 +94,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     looks at test)."""
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    _unmark_finished(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -174,21 +175,34 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
+    extras = {}
     for name, es in (split.extra_tests.items() if evaluate_test else ()):  # further test sets from the same fit (session_task: both)
         r = evaluate(model, es, **{**ev, "keep_rows": True})
-        extra = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
-                 "by_history_length": {"test": history_breakdown([len(h) for h in es.histories], r["rows"])},
-                 "seconds": {**secs, "eval_test": r["seconds"]},
-                 "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
-                 "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
-        atomic_write_json(out / name / "metrics.json", extra)
+        extras[name] = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
+                        "by_history_length": {"test": history_breakdown([len(h) for h in es.histories], r["rows"])},
+                        "seconds": {**secs, "eval_test": r["seconds"]},
+                        "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
+                        "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
         metrics.setdefault("extra_tests", {})[name] = r["metrics"]
     if any(reports.values()):
         metrics["generation"] = {k: v for k, v in reports.items() if v}
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics)  # written last: a run directory with metrics.json is finished
+    for name, extra in extras.items():
+        atomic_write_json(out / name / "metrics.json", extra)
     tracker.log_final(metrics)
     tracker.close()
     return metrics
+
+
+def _unmark_finished(out: Path) -> None:
+    """A run starting (or resuming) in ``out`` makes its earlier results stale: metrics.json, the mark of a
+    finished run, is removed first (and its extra test sets' beside it), so that a run that then fails or is
+    interrupted never leaves a directory that looks finished."""
+    stale = [out / "metrics.json"]
+    if (out / "config.yaml").exists():  # a run directory: its sub-directories with metrics.json are extra test sets
+        stale += list(out.glob("*/metrics.json"))
+    for f in stale:
+        f.unlink(missing_ok=True)
 
 
 def _model_report(r: dict, out: Path, predictions_path: Path | None) -> dict:
