@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from _serving_runs import write_generic_data
 from rich.console import Console
@@ -176,3 +177,15 @@ def test_setup_script_says_what_it_is_doing():
     assert installs and not [line for line in installs if " -q" in line]  # pip's progress is shown
     steps = re.findall(r'^\s*step "([^"]+)"', s, flags=re.M)
     assert len(steps) >= len(installs), steps  # a line per step before it runs
+
+
+def test_only_rank_0_of_a_launched_run_guards_the_directory(tmp_path, monkeypatch):
+    """Under torchrun / accelerate launch every process runs `llmrec run --out D`: the others find D made."""
+    from llmrec.cli.runs import check_run_dir
+
+    (tmp_path / "config.yaml").write_text("x")
+    monkeypatch.setenv("RANK", "1")
+    check_run_dir(tmp_path, resume=False, overwrite=False)  # no error
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(typer.Exit):
+        check_run_dir(tmp_path, resume=False, overwrite=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -30,9 +31,15 @@ def _run_help() -> str:
             "An existing --out directory is refused unless --resume (continue it) or --overwrite (replace it).")
 
 
+def _launched_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 otherwise): only rank 0 guards the directory,
+    since the other processes of the same run find it already made."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
 def check_run_dir(d: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to write into an existing run directory unless told how (one-line error)."""
-    if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+    if _launched_rank() != 0 or not d.exists() or (d.is_dir() and not any(d.iterdir())):
         return
     if not d.is_dir():
         fail(f"--out {d}: is a file, not a run directory")
@@ -101,7 +108,7 @@ def run_cmd(
             console.print(f"[bold]done[/bold] {escape(str(d))} (finished before; not re-run)")
             rows.append((cfg.name or p.stem, json.loads((d / "metrics.json").read_text()), d))
             continue
-        if overwrite and d.exists() and (d / "config.yaml").exists():
+        if overwrite and _launched_rank() == 0 and (d / "config.yaml").exists():
             shutil.rmtree(d)
         console.print(f"[bold]run[/bold] {escape(str(p))} -> {escape(str(d))}  (model={cfg.model}, data={escape(cfg.data.name)}, "
                       f"id_order={cfg.data.id_order})")
