@@ -1,4 +1,5 @@
-"""The ``llmrec`` command line (typer + rich)."""
+"""The ``llmrec`` command line (typer + rich). Commands: ``data`` (cli/data.py), ``run`` (cli/runs.py), and
+``report``, ``recommend``, ``export``, ``serve``, ``artifact``, ``tune`` here."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-_HELP = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=_HELP,
-                  help="llmrec: sequential recommendation with language models.")
-data_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="Datasets: list, statistics, export.")
+from llmrec.cli import data as _data  # noqa: F401  (registers the data commands)
+from llmrec.cli import runs as _runs  # noqa: F401  (registers run)
+from llmrec.cli.common import app, console, data_app, fail, print_error
+from llmrec.cli.runs import print_table  # noqa: F401  (part of this module's interface)
 
 
 def _version(value: bool) -> None:
@@ -29,142 +30,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")) -> None:
     """llmrec: sequential recommendation with language models."""
+
+
 app.add_typer(data_app, name="data")
-console = Console(width=None if sys.stdout.isatty() else 160)
-
-MAIN_METRICS = ["HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@10"]
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """List the datasets llmrec can load by name."""
-    from llmrec.data.loaders import DATASETS
-
-    for name in DATASETS:
-        console.print(name)
-
-
-@data_app.command("stats")
-def data_stats(
-    dataset: str = typer.Argument(..., help="dataset name (see `llmrec data list`)"),
-    path: Optional[str] = typer.Option(None, help="dataset root (default $LLMREC_DATA or ../shared/datasets)"),
-    set_: list[str] = typer.Option([], "--set", help="data config override, e.g. --set min_user_interactions=5"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-) -> None:
-    """Users, items, interactions, sequence lengths, text coverage and the item-id leak."""
-    from llmrec.config import apply_overrides
-    from llmrec.data.dataset import DataConfig, load_dataset
-    from llmrec.data.stats import dataset_stats
-
-    d = apply_overrides({"name": dataset, "path": path}, set_)
-    ds = load_dataset(DataConfig(**d))
-    st = dataset_stats(ds)
-    if as_json:
-        print(json.dumps(st, indent=2))
-        return
-    t = Table(title=escape(ds.name), show_header=True)
-    t.add_column("statistic")
-    t.add_column("value", justify="right")
-    for k, v in st.items():
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                t.add_row(f"{k}.{k2}", _fmt(v2))
-        elif isinstance(v, list):
-            t.add_row(k, escape("; ".join(map(str, v))) if v else "-")
-        else:
-            t.add_row(k, _fmt(v))
-    console.print(t)
-
-
-@data_app.command("export")
-def data_export(
-    dataset: str = typer.Argument(..., help="dataset name (see `llmrec data list`)"),
-    out: Path = typer.Argument(..., help="output folder; its name becomes the dataset name (OUT/<name>.inter)"),
-    fmt: str = typer.Option("recbole", "--format", help="export format: recbole (atomic .inter/.item files)"),
-    path: Optional[str] = typer.Option(None, help="dataset root (default $LLMREC_DATA or ../shared/datasets)"),
-    set_: list[str] = typer.Option([], "--set", help="data config override, e.g. --set id_order=original"),
-    timestamp: str = typer.Option("position", help="timestamp column: position (in the user's sequence) | order (llmrec's order key)"),
-    items: bool = typer.Option(True, "--items/--no-items", help="also write the .item file with the item text"),
-) -> None:
-    """Write the prepared dataset (our ids, our order) for another framework; RecBole's LS/TO split then equals ours."""
-    from llmrec.config import apply_overrides
-    from llmrec.data.dataset import DataConfig, load_dataset
-    from llmrec.data.export import FORMATS, TIMESTAMP_MODES, export_dataset
-
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; available: {', '.join(FORMATS)}", param_hint="--format")
-    if timestamp not in TIMESTAMP_MODES:
-        raise typer.BadParameter(f"{timestamp!r}: use {' | '.join(TIMESTAMP_MODES)}", param_hint="--timestamp")
-    d = apply_overrides({"name": dataset, "path": path}, set_)
-    cfg = DataConfig(**d)
-    ds = load_dataset(cfg)
-    m = export_dataset(ds, fmt, out, timestamp=timestamp, items=items, source=cfg.model_dump(mode="json"))
-    console.print(
-        f"wrote {', '.join(m['files'])} to {out}: {m['users']:,} users, {m['items']:,} items, "
-        f"{m['interactions']:,} interactions (timestamp = {m['timestamp_meaning']})"
-    )
-    c = m["recbole_split_caveats"]["users_with_3_interactions_no_valid_in_recbole"]
-    if c:
-        console.print(f"[yellow]note:[/yellow] {c:,} users have exactly 3 interactions: RecBole gives them no validation example")
-
-
-def _fmt(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-@app.command("run")
-def run_cmd(
-    configs: list[Path] = typer.Argument(..., help="one or more YAML configs; each becomes a run"),
-    set_: list[str] = typer.Option([], "--set", help="override any key, e.g. --set model=itemknn --set data.id_order=original"),
-    out: Optional[Path] = typer.Option(None, "--out", help="run directory (with several configs: a parent directory)"),
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its checkpoints in --out"),
-) -> None:
-    """Load, split, fit, evaluate on validation and test; write metrics.json, config.yaml and the model."""
-    from llmrec.config import load_config
-    from llmrec.pipelines.run import default_run_dir, run
-
-    cfgs = [(p, load_config(p, set_)) for p in configs]  # validate every config before running any
-    rows = []
-    for p, cfg in cfgs:
-        if out is None:
-            d = default_run_dir(cfg)
-        elif len(cfgs) == 1:
-            d = out
-        else:
-            d = out / (cfg.name or p.stem)
-        console.print(f"[bold]run[/bold] {escape(str(p))} -> {escape(str(d))}  (model={cfg.model}, data={escape(cfg.data.name)}, "
-                      f"id_order={cfg.data.id_order})")
-        m = run(cfg, d, resume=resume)
-        rows.append((cfg.name or p.stem, m, d))
-    print_table(rows)
-
-
-def print_table(rows) -> None:
-    keys: list[str] = []
-    for _, m, _ in rows:
-        for k in m["metrics"]["test"]:
-            if k not in keys:
-                keys.append(k)
-    show = [k for k in MAIN_METRICS if k in keys] or keys[:8]
-    first = rows[0][1]
-    t = Table(title=f"test metrics — {escape(first['dataset'])}, {first['protocol']}, {first['eval_protocol']} ranking, "
-              f"history {'masked' if first['mask_history'] else 'not masked'}, pessimistic ties")
-    for c in ["run", "model", "ids"] + show + ["fit s", "eval s"]:
-        t.add_column(c, justify="right" if c not in ("run", "model", "ids") else "left", no_wrap=True)
-    for name, m, _ in rows:
-        te = m["metrics"]["test"]
-        t.add_row(
-            escape(name), m["model"], m["id_order"],
-            *[f"{te[k]:.4f}" if k in te else "-" for k in show],
-            f"{m['seconds']['fit']:.1f}", f"{m['seconds']['eval_test']:.1f}",
-        )
-    console.print(t)
 
 
 @app.command("report")
@@ -208,8 +76,7 @@ def report_cmd(
 
 
 def _fail(e: Exception) -> None:
-    print_error(e)
-    raise typer.Exit(2)
+    fail(e)
 
 
 def _load_run(run_dir: Path):
@@ -337,20 +204,6 @@ def artifact_cmd(
     except (ArtifactError, FingerprintMismatch) as e:
         _fail(e)
     console.print(f"wrote serving files to {d}")
-
-
-def print_error(e: BaseException | str) -> None:
-    """``error: <message>`` on stderr as plain text: brackets in a message are printed, never read as markup."""
-    from pydantic import ValidationError
-    from rich.text import Text
-
-    if isinstance(e, ValidationError):
-        from llmrec.config import _format_validation
-
-        msg = _format_validation(e)
-    else:
-        msg = str(e)
-    Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", msg))
 
 
 @app.command("tune")

@@ -3,7 +3,7 @@
 Run directory layout::
 
     DIR/config.yaml     the fully resolved config (every default filled in)
-    DIR/metrics.json    results (keys documented in docs/metrics.md)
+    DIR/metrics.json    results (keys documented in docs/metrics.md); written last, so only a finished run has it
     DIR/model/          config.json + model.safetensors
     DIR/checkpoints/    per-epoch checkpoints of trained models (resume with --resume DIR)
 """
@@ -21,6 +21,7 @@ import llmrec
 from llmrec.config import RunConfig
 from llmrec.data.dataset import Dataset, load_dataset
 from llmrec.data.splits import Split, leave_one_out, sample_candidates
+from llmrec.evaluation.breakdown import history_breakdown
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models import build_model
 from llmrec.utils.io import atomic_write_json, atomic_write_text, git_commit
@@ -86,6 +87,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     looks at test)."""
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    _unmark_finished(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_all(cfg.seed)
@@ -132,13 +134,15 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         results["valid"] = r["metrics"]
         secs["eval_valid"] = r["seconds"]
         reports["valid"] = _model_report(r, out, None)
+    by_length = {}
     if evaluate_test:
-        r = evaluate(model, split.test, **ev)
+        r = evaluate(model, split.test, **{**ev, "keep_rows": True})  # per-row values for the history-length buckets
         results["test"] = r["metrics"]
         secs["eval_test"] = r["seconds"]
         reports["test"] = _model_report(r, out, out / "predictions.parquet")
-    if cfg.eval.keep_rows and evaluate_test:
-        np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
+        by_length["test"] = history_breakdown([len(h) for h in split.test.histories], r["rows"])
+        if cfg.eval.keep_rows:
+            np.savez_compressed(out / "test_rows.npz", **{k: np.asarray(v) for k, v in r["rows"].items()})
 
     metrics = {
         "llmrec_version": llmrec.__version__,
@@ -158,25 +162,40 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         "metrics": results,
         "seconds": secs,
         "fit_info": getattr(model, "fit_info", {}),
+        "by_history_length": by_length,
         "eval_sample": None if sampled is None else {"users": int(len(sampled)), "seed": cfg.eval.sample_seed},
         "data_fingerprint": model.data_fingerprint,
         "notes": ds.notes,
         "config": cfg.model_dump(mode="json"),
     }
+    extras = {}
     for name, es in (split.extra_tests.items() if evaluate_test else ()):  # further test sets from the same fit (session_task: both)
-        r = evaluate(model, es, **ev)
-        extra = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
-                 "seconds": {**secs, "eval_test": r["seconds"]},
-                 "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
-                 "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
-        atomic_write_json(out / name / "metrics.json", extra)
+        r = evaluate(model, es, **{**ev, "keep_rows": True})
+        extras[name] = {**metrics, "protocol": name, "metrics": {"test": r["metrics"]},
+                        "by_history_length": {"test": history_breakdown([len(h) for h in es.histories], r["rows"])},
+                        "seconds": {**secs, "eval_test": r["seconds"]},
+                        "selected_on": f"{split.protocol} validation (one fit for both tasks; see ../metrics.json)",
+                        "split_sizes": {**metrics["split_sizes"], "test_examples": len(es)}}
         metrics.setdefault("extra_tests", {})[name] = r["metrics"]
     if any(reports.values()):
         metrics["generation"] = {k: v for k, v in reports.items() if v}
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics)  # written last: a run directory with metrics.json is finished
+    for name, extra in extras.items():
+        atomic_write_json(out / name / "metrics.json", extra)
     tracker.log_final(metrics)
     tracker.close()
     return metrics
+
+
+def _unmark_finished(out: Path) -> None:
+    """A run starting (or resuming) in ``out`` makes its earlier results stale: metrics.json, the mark of a
+    finished run, is removed first (and its extra test sets' beside it), so that a run that then fails or is
+    interrupted never leaves a directory that looks finished."""
+    stale = [out / "metrics.json"]
+    if (out / "config.yaml").exists():  # a run directory: its sub-directories with metrics.json are extra test sets
+        stale += list(out.glob("*/metrics.json"))
+    for f in stale:
+        f.unlink(missing_ok=True)
 
 
 def _model_report(r: dict, out: Path, predictions_path: Path | None) -> dict:
