@@ -137,9 +137,9 @@ def load_generic(
     tcol, bcol = col_name(time_col, has_header), col_name(behavior_col, has_header)
     hint = ""
     if tcol is not None and tcol not in table.df.columns:
-        hint = " (pass time_col=None if the data has no timestamps; order then = position in file per user)"
+        hint = " (set `time_col: null` if the data has no timestamps; order then = position in file per user)"
     if not has_header:
-        hint += " (has_header=False: address columns by 0-based position, e.g. user_col=0)"
+        hint += " (`has_header: false`: address columns by 0-based position, e.g. `user_col: 0`)"
     require_columns(ipath, table.df, [ucol, icol, tcol, bcol], hint)
     chosen = [c for c in (ucol, icol, tcol, bcol) if c is not None]
     if len(set(chosen)) != len(chosen):

@@ -98,7 +98,7 @@ def load_mind_sample(files: list[Path]) -> RawData:
         "within a row in listed order); history ids that appear only in a later row's History are added once, "
         f"just before that row's clicks ({n_extra_hist} such ids); "
         f"{n_multi:,} of {len(by_user):,} users have several impression rows",
-        "History has no timestamps, so has_timestamps=False and order = position in the sequence",
+        "History has no timestamps, so the data has no timestamps and order = position in the sequence",
         "History lists may contain the same news id twice and a clicked impression may repeat a history id; "
         "these repeats are kept",
         f"news.tsv and behaviors.tsv were sampled independently: only {int(with_text):,} of {df.height:,} "

@@ -106,7 +106,7 @@ def _known(name: str) -> StagedDataset:
         raise DataError(
             None,
             f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}. "
-            "For your own files use the generic loader: load_generic(path, user_col=..., item_col=..., time_col=...)",
+            "For your own files use the generic loader: `data: {name: generic, generic: {interactions: FILE, user_col: ..., item_col: ..., time_col: ...}}`",
         )
     return DATASETS[key]
 
