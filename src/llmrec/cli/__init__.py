@@ -141,8 +141,10 @@ def run_cmd(
         console.print(f"[bold]run[/bold] {escape(str(p))} -> {escape(str(d))}  (model={cfg.model}, data={escape(cfg.data.name)}, "
                       f"id_order={cfg.data.id_order})")
         m = run(cfg, d, resume=resume)
-        rows.append((cfg.name or p.stem, m, d))
-    print_table(rows)
+        if "metrics" in m:  # a data-parallel run's other processes return no metrics (the main one writes them)
+            rows.append((cfg.name or p.stem, m, d))
+    if rows:
+        print_table(rows)
 
 
 def print_table(rows) -> None:

@@ -124,6 +124,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         tracker.close()
         raise
     secs["fit"] = time.perf_counter() - t
+    rank = int(os.environ.get("RANK", "0")) if getattr(model, "fit_info", {}).get("num_processes", 1) > 1 else 0
+    if rank:  # data-parallel: only the main process evaluates and writes the run directory
+        tracker.close()
+        return {"fit_info": model.fit_info, "rank": rank}
     model.save(out / "model")
     from llmrec.pipelines.artifact import save_artifact  # serving files: id maps, histories, item text
 
