@@ -245,13 +245,10 @@ def pessimistic_rank_excluding(
     count = _count_at_least(scores, target_score)  # 1 + #others >= target
     if not cols.size:
         return count
-    keys = np.unique(rows * N + cols)  # a listed item counts once
-    rows, cols = keys // N, keys % N
-    keep = cols != t.cpu().numpy()[rows]  # the target is never excluded
-    rows_t = torch.from_numpy(rows[keep]).to(scores.device)
-    cols_t = torch.from_numpy(cols[keep]).to(scores.device)
-    ahead = scores[rows_t, cols_t] >= target_score[rows_t, 0]
-    return count - torch.bincount(rows_t[ahead], minlength=B)
+    rows_t, cols_t = torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)
+    ahead = (scores[rows_t, cols_t] >= target_score[rows_t, 0]) & (cols_t != t[rows_t])  # the target is never excluded
+    keys = np.unique((rows_t[ahead] * N + cols_t[ahead]).cpu().numpy())  # a listed item counts once
+    return count - torch.bincount(torch.from_numpy(keys // N).to(scores.device), minlength=B)
 
 
 def single_target_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
