@@ -21,6 +21,7 @@ from llmrec.evaluation.metrics import (
     candidate_ranks,
     multi_target_metrics,
     pessimistic_rank,
+    pessimistic_rank_excluding,
     single_target_metrics,
 )
 
@@ -393,6 +394,9 @@ def test_property_single_target_matches_bruteforce(problem):
     S = torch.tensor(scores, dtype=dtype)
     E = torch.tensor(exclude, dtype=torch.bool)
     ranks = pessimistic_rank(S, torch.tensor(single), E)
+    # the same ranks from item lists (duplicates, the target itself listed) instead of a (B, N) mask
+    lists = [[j for j, x in enumerate(row) if x] * 2 for row in exclude]
+    assert pessimistic_rank_excluding(S, torch.tensor(single), lists).tolist() == ranks.tolist()
     want_metrics = []
     for b, t in enumerate(single):
         order = ref_order(scores[b], {t}, exclude[b])
@@ -521,3 +525,53 @@ def test_accumulator_validation():
     assert acc.result() == {"HR@1": 0.5}
     with pytest.raises(RuntimeError):
         acc.rows("HR@1")  # keep_rows=False
+
+
+def test_rank_excluding_lists_nan_and_errors():
+    nan = float("nan")
+    S = torch.tensor([[0.5, nan, 0.9, 0.1], [0.3, 0.3, -INF, 0.2]])
+    t = torch.tensor([0, 3])
+    # NaN in an excluded item is fine (dense fallback); ties and -inf as in pessimistic_rank
+    assert pessimistic_rank_excluding(S, t, [[1], [2]]).tolist() == [2, 3]
+    assert pessimistic_rank_excluding(S, t, [[1, 2], [0, 1, 3]]).tolist() == [1, 1]
+    with pytest.raises(ValueError, match="NaN scores in ranked items"):
+        pessimistic_rank_excluding(S, t, [[], []])
+    with pytest.raises(ValueError, match="lie in"):
+        pessimistic_rank_excluding(S, t, [[4], []])
+    with pytest.raises(ValueError, match="one item list per row"):
+        pessimistic_rank_excluding(S, t, [[1]])
+    with pytest.raises(ValueError, match="target indices"):
+        pessimistic_rank_excluding(S, torch.tensor([0, 4]), [[1], [2]])
+    E = torch.zeros(0, 5)
+    assert pessimistic_rank_excluding(E, torch.zeros(0, dtype=torch.long), []).tolist() == []
+
+
+def test_evaluator_memory_is_bounded_by_max_elements():
+    """Full ranking scores at most ``max_elements`` users x items per batch, whatever the catalogue, and the
+    metrics do not depend on the batching."""
+    import numpy as np
+
+    from llmrec.data.splits import EvalSet
+    from llmrec.evaluation.evaluator import evaluate
+
+    n, N = 300, 5000
+    table = torch.rand((n, N), generator=torch.Generator().manual_seed(0)).round(decimals=2)  # with ties
+
+    class Rec:
+        name, n_items = "rec", N
+        shapes: list = []
+
+        def score(self, batch):
+            self.shapes.append(len(batch))
+            return table[torch.from_numpy(batch.users)]
+
+    rng = np.random.default_rng(0)
+    hist = [rng.choice(N, size=rng.integers(1, 30), replace=True) for _ in range(n)]
+    es = EvalSet(name="test", users=np.arange(n), histories=hist, targets=rng.integers(0, N, n))
+    m, runs = Rec(), {}
+    for bound in (64 * N, 7 * N + 1, None):
+        m.shapes = []
+        runs[bound] = evaluate(m, es, batch_size=512, max_elements=bound, progress=False)["metrics"]
+        assert max(m.shapes) == (64 if bound == 64 * N else 7 if bound else n) and sum(m.shapes) == n
+    for k, v in runs[None].items():
+        assert runs[64 * N][k] == pytest.approx(v, rel=1e-12) and runs[7 * N + 1][k] == pytest.approx(v, rel=1e-12)

@@ -116,8 +116,10 @@ def run_cmd(
             m = run(cfg, d, resume=resume)
         except KeyboardInterrupt:
             fail(interrupted_line(p, set_, d), code=130)
-        rows.append((cfg.name or p.stem, m, d))
-    print_table(rows, all_metrics=all_metrics)
+        if "metrics" in m:  # a data-parallel run's other processes return no metrics (the main one writes them)
+            rows.append((cfg.name or p.stem, m, d))
+    if rows:
+        print_table(rows, all_metrics=all_metrics)
 
 
 def print_table(rows, all_metrics: bool = False) -> None:

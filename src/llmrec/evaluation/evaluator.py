@@ -25,6 +25,7 @@ from llmrec.evaluation.metrics import (
     candidate_ties,
     multi_target_metrics,
     pessimistic_rank,
+    pessimistic_rank_excluding,
     single_target_metrics,
 )
 from llmrec.models.base import HistoryBatch
@@ -45,9 +46,16 @@ def evaluate(
     batch_size: int = 512,
     progress: bool = True,
     keep_rows: bool = False,
+    max_elements: int | None = 2**25,
 ) -> dict:
-    """Evaluate ``model`` on ``eval_set``; returns ``{"metrics": {...}, "n": int, "seconds": float, ...}``."""
+    """Evaluate ``model`` on ``eval_set``; returns ``{"metrics": {...}, "n": int, "seconds": float, ...}``.
+
+    Memory: a batch is at most ``batch_size`` users and, with full ranking, at most ``max_elements`` scores
+    (users x items; 2**25 float32 = 128 MiB), so the evaluator's memory stays bounded however large the
+    catalogue (1M items: 32 users per batch)."""
     n_items = n_items or model.n_items
+    if max_elements is not None and protocol == "full":
+        batch_size = max(1, min(batch_size, max_elements // max(n_items, 1)))
     t0 = time.perf_counter()
     acc = MetricAccumulator(keep_rows=keep_rows)
     n = len(eval_set)
@@ -70,15 +78,18 @@ def evaluate(
             continue
         scores = model.score(batch).float()
         _check_shape(scores, (len(idx), n_items), model)
-        exclude = batch.history_mask(n_items) if mask_history else None
         if eval_set.target_sets is not None:
+            exclude = batch.history_mask(n_items) if mask_history else None
             tgt = torch.zeros((len(idx), n_items), dtype=torch.bool)
             for r, i in enumerate(idx):
                 tgt[r, torch.from_numpy(np.asarray(eval_set.target_sets[i], dtype=np.int64))] = True
             acc.add(multi_target_metrics(scores, tgt, exclude, ks))
         else:
             targets = torch.from_numpy(eval_set.targets[idx].astype(np.int64))
-            ranks = pessimistic_rank(scores, targets, exclude)
+            if mask_history:  # the history lists, not a (B, n_items) mask: cost grows with the history, not the catalogue
+                ranks = pessimistic_rank_excluding(scores, targets, batch.histories)
+            else:
+                ranks = pessimistic_rank(scores, targets)
             acc.add(single_target_metrics(ranks, ks))
     out = {"metrics": acc.result(), "n": acc.count, "seconds": time.perf_counter() - t0}
     report = model.end_eval() if hasattr(model, "end_eval") else {}

@@ -75,6 +75,10 @@ class GRU4Rec(TorchRecommender):
 
         return EpochBatches(len(X), batch_size, generator, make, lengths=(X != 0).sum(1))
 
+    def loss_weight(self, batch) -> int:
+        """The number of terms ``loss`` averages (positions with a target): weights ranks in data-parallel training."""
+        return int((batch["y"] != 0).sum())
+
     def loss(self, batch):
         h = self.net(batch["x"])
         at = batch["y"] != 0

@@ -160,6 +160,10 @@ class SASRec(TorchRecommender):
 
         return EpochBatches(len(D["x"]), batch_size, generator, make, lengths=(D["x"] != 0).sum(1))
 
+    def loss_weight(self, batch) -> int:
+        """The number of terms ``loss`` averages (positions with a target): weights ranks in data-parallel training."""
+        return int((batch["y"] != 0).sum())
+
     def loss(self, batch):
         h = self.net(batch["x"])
         y = batch["y"]

@@ -11,6 +11,7 @@ Run directory layout::
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_all(cfg.seed)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only the main process writes the run directory
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
 
     secs: dict[str, float] = {}
     t = time.perf_counter()
@@ -119,6 +121,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
         tracker.close()
         raise
     secs["fit"] = time.perf_counter() - t
+    rank = int(os.environ.get("RANK", "0")) if getattr(model, "fit_info", {}).get("num_processes", 1) > 1 else 0
+    if rank:  # data-parallel: only the main process evaluates and writes the run directory
+        tracker.close()
+        return {"fit_info": model.fit_info, "rank": rank}
     model.save(out / "model")
     from llmrec.pipelines.artifact import save_artifact  # serving files: id maps, histories, item text
 

@@ -25,7 +25,10 @@ Rules that keep runs reproducible and resumable: draw every random number of ``t
 ``generator`` argument (a ``torch.Generator``; the trainer checkpoints its state), use the global torch RNG
 only inside the network (dropout), register data-derived tensors the scorer needs as buffers of ``self.net``
 (they are saved with it) and anything else JSON-able through ``extra_config`` / ``load_extra_config``.
-Models whose state is large (a frozen LLM backbone) may override ``state_tensors`` /
+Data-parallel training (torchrun / accelerate launch): ``train.batch_size`` is the global batch and each process
+builds its share of every batch's rows; a model whose loss is a mean over a varying number of terms (positions
+with a target) defines ``loss_weight(batch) -> int`` (that number) so the processes' losses are weighted into
+the mean of the whole batch (rows are counted otherwise). Models whose state is large (a frozen LLM backbone) may override ``state_tensors`` /
 ``load_state_tensors`` to save only what is trained, and ``trainable_parameters`` to choose what AdamW sees.
 """
 

@@ -9,7 +9,10 @@ Reproducibility and resume: ``fit`` seeds torch / numpy / python with the run's 
 comes from a ``torch.Generator`` that is checkpointed with the global RNG states, the optimizer state and the
 loop counters, so ``--resume`` continues bit for bit where the interrupted run stopped (same threads, same
 device). Each epoch gets its own generator seeded from the persistent one, so every process of a
-data-parallel run sees the same permutation and takes its own share of the batches.
+data-parallel run sees the same permutation and takes its own share of the batches: ``train.batch_size`` is
+the global batch, each rank builds its part of every batch's rows and weights its loss so that the averaged
+gradient is that of the whole batch (``_shard``, ``_rank_weight``) -- N processes follow the 1-process loss
+curve (tests/test_training.py::test_two_processes_follow_one).
 
 Devices: a plain single-process loop (CPU or one GPU) unless ``train.accelerate`` says otherwise; ``auto``
 switches to Hugging Face accelerate when launched by ``accelerate launch`` (or ``WORLD_SIZE`` > 1), when a GPU
@@ -185,17 +188,32 @@ class Trainer:
             raise ValueError(f"train.monitor must look like 'NDCG@10', got {self.cfg.monitor!r}") from None
 
     def _shard(self, batches, acc):
-        """This process's share of an epoch: batches rank, rank + world, ... (the same count on every rank)."""
+        """This process's share of an epoch (the same number of steps on every rank).
+
+        ``EpochBatches`` (every model but the session ones): ``train.batch_size`` is the *global* batch -- each
+        batch's rows are cut into ``world`` near-equal parts and rank r builds only part r, so N processes take
+        the same optimizer steps as one (a batch with fewer rows than processes is dropped). Other iterables:
+        batches rank, rank + world, ... (the global batch is then ``world x batch_size``)."""
         world, rank = acc.num_processes, acc.process_index
         if world == 1:
+            return batches
+        if hasattr(batches, "chunks"):  # EpochBatches: build only this rank's rows of each global batch
+            batches.chunks = [c.tensor_split(world)[rank] for c in batches.chunks if len(c) >= world]
             return batches
         if not hasattr(batches, "__len__"):
             batches = list(batches)
         steps = len(batches) // world
-        if hasattr(batches, "chunks"):  # EpochBatches: build only this rank's batches
-            batches.chunks = batches.chunks[rank::world][:steps]
-            return batches
         return [b for i, b in enumerate(batches) if i % world == rank][:steps]
+
+    def _rank_weight(self, batch, acc) -> float:
+        """``world * w_rank / sum(w)`` with w = ``model.loss_weight(batch)`` (the number of terms the model's
+        loss averages; default: rows). DDP averages gradients over ranks, so scaling each rank's mean loss by
+        this makes the synchronised gradient that of the mean over the whole global batch."""
+        w = self.model.loss_weight(batch) if hasattr(self.model, "loss_weight") else next(
+            (len(v) for v in batch.values() if torch.is_tensor(v) and v.dim()), 1)
+        t = torch.tensor([float(w)], dtype=torch.float64, device=acc.device)
+        torch.distributed.all_reduce(t)  # gloo / nccl: one scalar per step
+        return acc.num_processes * float(w) / max(float(t), 1e-12)
 
     def _log(self, acc, text: str) -> None:
         if self.progress and acc.is_main_process:
@@ -210,6 +228,8 @@ class Trainer:
         loop = self._setup()
         st, resumed_from = self._start_state(loop)
         loop.loss_mod, loop.opt = loop.acc.prepare(_LossModule(self.model), loop.opt)
+        if loop.acc.num_processes > 1 and loop.acc.process_index > 0:  # own dropout masks per rank (rank 0 keeps the 1-process stream)
+            torch.manual_seed(self.seed + 104729 * loop.acc.process_index)
         self._prepare_validation(loop)
         stopped_by_budget = False
         for epoch in range(st["epoch"], self.cfg.epochs):
@@ -303,11 +323,16 @@ class Trainer:
         t0 = time.perf_counter()
         m.net.train()
         batches = self._shard(m.train_batches(self.split, gen, c.batch_size), acc)
+        world = acc.num_processes
+        if world > 1 and acc.process_index > 0:  # draws made while building batches: not rank 0's copies
+            gen.manual_seed(epoch_seed + acc.process_index)
         total, steps = torch.zeros((), device=acc.device), 0
         for batch in self._progress(batches, epoch, c.epochs, acc, lambda: total / max(steps, 1)):
             batch = {key: v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v for key, v in batch.items()}
             with acc.autocast():
                 loss = loop.loss_mod(batch)
+            if world > 1:
+                loss = loss * self._rank_weight(batch, acc)
             acc.backward(loss)
             if c.grad_clip:
                 acc.clip_grad_norm_(loop.params, c.grad_clip)
@@ -315,6 +340,9 @@ class Trainer:
             loop.opt.zero_grad(set_to_none=True)
             total += loss.detach().float()
             steps += 1
+        if world > 1:  # the mean loss of the global batches, the same number on every rank
+            torch.distributed.all_reduce(total)
+            total /= world
         mean_loss = float(total / max(steps, 1))
         train_secs = time.perf_counter() - t0
         if not math.isfinite(mean_loss):
