@@ -3,6 +3,7 @@ run directory, one line on Ctrl-C, hints in YAML, and `data list` saying what ml
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -189,3 +190,19 @@ def test_only_rank_0_of_a_launched_run_guards_the_directory(tmp_path, monkeypatc
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(typer.Exit):
         check_run_dir(tmp_path, resume=False, overwrite=False)
+
+
+def test_missing_retriever_is_one_line_before_any_tuning(tmp_path):
+    """A PALR config whose retriever directory holds no model (and no config to train one) stops at the start of
+    fit with one line naming the key -- not after tuning, and not with a traceback."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMREC_PROGRESS": "0", "LLMREC_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "llmrec", "run", "configs/tiny/palr-tiny.yaml", "--set",
+                           f"params.retriever={tmp_path / 'nothing'}", "--set", "params.retriever_config=null",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "params.retriever" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "tuning").exists()  # stopped before the tuning stage

@@ -264,6 +264,16 @@ def expected_errors() -> tuple[type[BaseException], ...]:
         errs.append(ArtifactError)
     except ImportError:  # pragma: no cover
         pass
+    try:  # the LLM layer's typed errors: a backbone, retriever, prompt or generation setting that cannot work
+        from llmrec.llm.backbones import BackboneError
+        from llmrec.llm.generation import GenerationError
+        from llmrec.llm.prompts import PromptError
+        from llmrec.llm.retriever import RetrieverError
+        from llmrec.llm.scoring import ScoringError
+
+        errs += [BackboneError, GenerationError, PromptError, RetrieverError, ScoringError]
+    except ImportError:  # pragma: no cover  (installed without the llm extra)
+        pass
     return tuple(errs)
 
 
