@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/llmrec run configs/beauty/pop.yaml configs/beauty/itemknn.yaml configs/beauty/nextid.yaml \
-  configs/beauty/nextid-original-ids.yaml --out "${1:-runs/main}"
+  configs/beauty/nextid-original-ids.yaml --out "${1:-runs/main}" --overwrite
