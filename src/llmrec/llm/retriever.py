@@ -107,6 +107,14 @@ def train_retriever(config: str | Path | dict, split, data_fingerprint: dict | N
     return model
 
 
+def check_retriever_source(path: str | None, config: str | dict | None) -> None:
+    """Raise when there is nothing to load (``path`` holds no saved model) and nothing to train from (no config):
+    cheap, so a model can call it before any expensive stage."""
+    if config is None and (not path or model_dir_of(path) is None):
+        raise RetrieverError(f"params.retriever {path!r} holds no saved model (DIR/model/config.json) and "
+                             "params.retriever_config is null: nothing to load or train the retriever from")
+
+
 def resolve_retriever(path: str | None, config: str | dict | None, split, data_fingerprint: dict | None,
                       out_dir: str | Path | None, *, run_cfg=None, progress: bool = True) -> tuple[object, dict]:
     """Load ``path`` when it holds a saved model, else train from ``config``; returns (model, info)."""
@@ -114,9 +122,7 @@ def resolve_retriever(path: str | None, config: str | dict | None, split, data_f
     if path and model_dir_of(path) is not None:
         m = load_retriever(path, data_fingerprint)
         return m, {"source": "loaded", "path": str(path), "model": m.name, "seconds": time.perf_counter() - t}
-    if config is None:
-        raise RetrieverError(f"retriever {path!r} has no saved model (DIR/model/config.json) and no retriever_config "
-                             "to train one from")
+    check_retriever_source(path, config)
     if out_dir is None:
         import tempfile
 

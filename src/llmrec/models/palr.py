@@ -199,12 +199,11 @@ class PALR(Recommender):
         self._eval_sets = {es.name: es for es in (split.valid, split.test)}
         self._progress = progress
         self._domain = self._pick_domain(ds)
-        from llmrec.llm.retriever import RetrieverError, model_dir_of
+        from llmrec.llm.retriever import check_retriever_source, model_dir_of
 
         want_retriever = p.variant == "v2" or bool(p.retriever or p.retriever_config)
-        if want_retriever and p.retriever_config is None and (not p.retriever or model_dir_of(p.retriever) is None):
-            raise RetrieverError(f"params.retriever {p.retriever!r} holds no saved model (DIR/model/config.json) and "
-                                 "params.retriever_config is null: nothing to load or train the retriever from")
+        if want_retriever:
+            check_retriever_source(p.retriever, p.retriever_config)  # before tuning, not after
         if want_retriever and p.retriever and model_dir_of(p.retriever) is not None:
             self._resolve_retriever(split, cfg, run_dir, progress, secs)  # a saved one: load and check it first
         t = time.perf_counter()
