@@ -337,6 +337,13 @@ def _dist_state(backbone):
     state = PartialState(cpu=backbone.device.type == "cpu")
     if state.num_processes <= 1:
         return None
+    import atexit
+
+    import torch.distributed as dist
+
+    if dist.is_initialized() and not getattr(_dist_state, "_teardown", False):  # a live gloo group at interpreter exit
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())  # can abort the process
+        _dist_state._teardown = True
     return state
 
 
