@@ -84,7 +84,7 @@ def test_tune_three_trials_resumes_after_interruption(tmp_path):
     # a process killed mid-trial leaves a RUNNING trial behind
     study = optuna.load_study(study_name="llmrec", storage=f"sqlite:///{out / 'study.db'}")
     study.ask()
-    s = tune(CFG, SPACE, trials=3, out=out)
+    s = tune(CFG, SPACE, trials=3, out=out, final_overrides=["train.max_minutes=7.5"])
     states = [t["state"] for t in s["trials"]]
     assert states.count("FAIL") == 1 and s["finished"] == 3
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
@@ -102,3 +102,15 @@ def test_tune_three_trials_resumes_after_interruption(tmp_path):
     assert "NDCG@10" in best["retrained"]["test"]
     cfg = load_config(out / "best.yaml")
     assert cfg.train.lr == pytest.approx(best["params"]["train.lr"])
+    # --final-set reaches the final re-train (and best.yaml) only, never a trial
+    assert cfg.train.max_minutes == 7.5
+    assert load_config(out / "best" / "config.yaml").train.max_minutes == 7.5
+    assert load_config(out / "trials" / "trial-0000" / "config.yaml").train.max_minutes != 7.5
+
+
+def test_bad_final_override_fails_before_the_search(tmp_path):
+    from llmrec.pipelines.tune import tune
+
+    with pytest.raises(ConfigError, match="train.max_minutes"):
+        tune(CFG, SPACE, trials=1, out=tmp_path / "t", final_overrides=["train.max_minutes=soon"])
+    assert not (tmp_path / "t" / "study.db").exists()

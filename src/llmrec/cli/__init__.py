@@ -220,12 +220,15 @@ def tune_cmd(
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by parallel workers (default OUT/study.db)"),
     keep_running: bool = typer.Option(False, "--keep-running", help="parallel workers: do not mark other workers' running trials as failed"),
     final: bool = typer.Option(True, "--final/--no-final", help="re-train the best configuration and test it once"),
+    final_set: list[str] = typer.Option([], "--final-set",
+                                        help="override config keys for the final re-train only (e.g. train.max_minutes=null)"),
 ) -> None:
     """Hyper-parameter search with Optuna on validation (never test); resumable; the best config re-trained and tested once."""
     from llmrec.pipelines.tune import tune
 
     s = tune(config, space, trials=trials, out=out, timeout_minutes=timeout, overrides=set_, sampler=sampler,
-             pruner=pruner, seed=seed, storage=storage, fail_running=not keep_running, final=final)
+             pruner=pruner, seed=seed, storage=storage, fail_running=not keep_running, final=final,
+             final_overrides=final_set)
     t = Table(title=f"{config} ({s['monitor']} on validation)", show_header=True)
     for col in ("trial", "state", s["monitor"], "seconds", "params"):
         t.add_column(col, justify="right" if col != "params" else "left")

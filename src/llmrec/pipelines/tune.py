@@ -136,8 +136,14 @@ def _monitor_value(metrics: dict, monitor: str) -> float:
 
 def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: str | Path, timeout_minutes: float | None = None,
          overrides: list[str] | None = None, sampler: str = "tpe", pruner: str = "median", seed: int = 0,
-         storage: str | None = None, fail_running: bool = True, final: bool = True, progress: bool = False) -> dict:
-    """Run (or continue) a study; returns a summary (also written to ``OUT/tune.json``)."""
+         storage: str | None = None, fail_running: bool = True, final: bool = True, progress: bool = False,
+         final_overrides: list[str] | None = None) -> dict:
+    """Run (or continue) a study; returns a summary (also written to ``OUT/tune.json``).
+
+    ``final_overrides`` apply to the final re-train only (and to ``best.yaml``), after the trial values: e.g. trials
+    capped with ``--set train.max_minutes=4`` and the best configuration trained as the untuned one was, with
+    ``train.max_minutes=null``.
+    """
     import optuna
 
     from llmrec.pipelines.run import run
@@ -146,8 +152,10 @@ def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: s
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     overrides = list(overrides or [])
+    final_overrides = list(final_overrides or [])
     space = load_space(space_path, config_path, overrides)
     base = load_config(config_path, overrides)
+    load_config(config_path, overrides + final_overrides)  # a bad --final-set fails now, not after the search
     monitor = base.train.monitor
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,12 +197,13 @@ def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: s
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)], catch=(FloatingPointError,))
     rows = [{"trial": t.number, "state": t.state.name, "value": t.value, "params": t.params,
              "seconds": t.user_attrs.get("seconds")} for t in study.get_trials(deepcopy=False)]
-    summary: dict = {"config": str(config_path), "space": str(space_path), "monitor": monitor, "trials": rows,
+    summary: dict = {"config": str(config_path), "space": str(space_path), "monitor": monitor, "overrides": overrides,
+                     "final_overrides": final_overrides, "timeout_minutes": timeout_minutes, "trials": rows,
                      "finished": len([r for r in rows if r["state"] in ("COMPLETE", "PRUNED")])}
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     if complete:
         best = study.best_trial
-        best_cfg = load_config(config_path, overrides + [_override(k, v) for k, v in best.params.items()])
+        best_cfg = load_config(config_path, overrides + [_override(k, v) for k, v in best.params.items()] + final_overrides)
         atomic_write_text(out / "best.yaml", best_cfg.to_yaml())
         summary["best"] = {"trial": best.number, "valid": best.value, "params": best.params}
         if final:
