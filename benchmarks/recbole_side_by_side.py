@@ -22,7 +22,13 @@ What it does, in one run:
      by ``torch.topk``), run by this same file in worker mode inside the RecBole venv.
    Both train exactly ``--epochs`` epochs (no early stopping), validate every epoch on NDCG@10 and test the best
    validation epoch. Torch threads = ``--threads`` on both sides (and OMP/MKL env vars).
+   With ``--patience N`` both stop early instead (RecBole ``stopping_step`` = llmrec ``train.patience`` = N,
+   ``--epochs`` the cap): the time-to-quality run.
 4. Writes ``benchmarks/results/recbole_side_by_side[-TAG].json`` and prints a Markdown table for BENCHMARKS.md.
+   Time to quality (every run, per dataset and model): RecBole's best validation NDCG@10 and its train+valid
+   seconds to reach that epoch, llmrec's (history unmasked, as RecBole validates) train+valid seconds to the first
+   epoch whose validation NDCG@10 reaches the same value, and their quotient ``time_to_quality_ratio`` (null when
+   llmrec never reached it: its best is written beside).
 
 What "an epoch" means differs, and the table says so: RecBole trains sequential models on every prefix of every
 training sequence (one row per target, ``--batch-size`` rows per batch); llmrec's SASRec / GRU4Rec train on
@@ -93,7 +99,7 @@ def llmrec_config(ds: str, model: str, mask: bool, a) -> dict:
         "model": model,
         "params": llmrec_params(model),
         "train": {"epochs": a.epochs, "batch_size": a.llmrec_batch_size, "lr": 1e-3, "weight_decay": 0.0,
-                  "grad_clip": None, "patience": None, "monitor": "NDCG@10", "betas": [0.9, 0.999]},
+                  "grad_clip": None, "patience": a.patience, "monitor": "NDCG@10", "betas": [0.9, 0.999]},
         "eval": {"ks": [10], "mask_history": mask},
         "seed": a.seed,
         "threads": a.threads,
@@ -106,7 +112,7 @@ def recbole_config(model: str, a, ckpt_dir: Path) -> dict:
         **recbole_params(model),
         "epochs": a.epochs, "train_batch_size": a.batch_size, "eval_batch_size": 4096, "learning_rate": 1e-3,
         "weight_decay": 0.0, "clip_grad_norm": None, "train_neg_sample_args": None,
-        "eval_step": 1, "stopping_step": a.epochs + 1, "valid_metric": "NDCG@10",
+        "eval_step": 1, "stopping_step": a.patience or a.epochs + 1, "valid_metric": "NDCG@10",
         "metrics": ["Hit", "NDCG", "MRR"], "topk": [10], "metric_decimal_place": 6,
         "MAX_ITEM_LIST_LENGTH": 50, "seed": a.seed, "reproducibility": True, "use_gpu": False, "worker": 0,
         "show_progress": False, "checkpoint_dir": str(ckpt_dir), "state": "WARNING",
@@ -285,6 +291,7 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
         "load_and_split_seconds": m["seconds"].get("load_and_split"), "fit_seconds": m["seconds"].get("fit"),
         "test": {k: m["metrics"]["test"].get(k) for k in ("HR@10", "NDCG@10", "MRR@10")},
         "test_users": m["split_sizes"].get("test_examples"),
+        "valid_ndcg10": [(h.get("valid") or {}).get("NDCG@10") for h in fi.get("history") or []],
         "ties": "pessimistic",
     })
     return rec
@@ -335,6 +342,36 @@ def summarize(r: dict) -> dict:
     return s
 
 
+def time_to_quality(runs: list[dict]) -> list[dict]:
+    """Per dataset and model: llmrec's seconds to first reach RecBole's best validation NDCG@10 (both unmasked)."""
+    out = []
+    ok = [r for r in runs if r.get("rc") == 0]
+    for rb in (r for r in ok if r["system"] == "recbole" and r.get("valid_ndcg10")):
+        target = max(rb["valid_ndcg10"])
+        be = rb["valid_ndcg10"].index(target) + 1
+        rb_s = sum(rb["seconds_per_epoch"][:be]) + sum(rb["valid_seconds"][:be])
+        for lr in (r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"] and r["model"] == rb["model"]
+                   and r.get("mask_history") is False and r.get("valid_ndcg10")):
+            vals, spe, vs = lr["valid_ndcg10"], lr["seconds_per_epoch"], lr["valid_seconds"]
+            hit = next((i for i, v in enumerate(vals) if v is not None and v >= target), None)
+            lr_s = None if hit is None else sum(spe[:hit + 1]) + sum(v or 0.0 for v in vs[:hit + 1])
+            masked = next((r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"]
+                           and r["model"] == rb["model"] and r.get("mask_history") is True), None)
+            out.append({
+                "dataset": rb["dataset"], "model": rb["model"],
+                "recbole_best_valid_ndcg10": target, "recbole_best_epoch": be, "recbole_seconds_to_best": rb_s,
+                "recbole_epochs_run": len(rb["valid_ndcg10"]),
+                "llmrec_epoch_reaching_it": None if hit is None else hit + 1, "llmrec_seconds_to_reach": lr_s,
+                "llmrec_best_valid_ndcg10": max(v for v in vals if v is not None),
+                "llmrec_epochs_run": len(vals),
+                "time_to_quality_ratio": None if not lr_s else rb_s / lr_s,
+                "test": {"recbole": rb.get("test"), "llmrec_unmasked": lr.get("test"),
+                         "llmrec_masked": None if masked is None else masked.get("test")},
+                "valid_seconds_counted": "train + validation seconds of every epoch up to and including the one counted",
+            })
+    return out
+
+
 def markdown_table(res: dict) -> str:
     rows = ["| dataset | model | system | history masked | epochs | batch | s / train epoch (median) | valid s / epoch | "
             "test eval s | train+valid s to best epoch | peak RSS MB | best epoch | test HR@10 | test NDCG@10 |",
@@ -363,7 +400,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="ml-100k,beauty", help="comma-separated llmrec dataset names")
     ap.add_argument("--models", default="sasrec,gru4rec", help="comma-separated: sasrec, gru4rec")
-    ap.add_argument("--epochs", type=int, default=20, help="training epochs on both sides (no early stopping)")
+    ap.add_argument("--epochs", type=int, default=20, help="training epochs on both sides (the cap with --patience)")
+    ap.add_argument("--patience", type=int, default=None,
+                    help="early stopping on validation NDCG@10 on both sides after N epochs without a gain (time to quality)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     ap.add_argument("--batch-size", type=int, default=2048, help="RecBole train_batch_size (prefix rows; RecBole's default)")
     ap.add_argument("--llmrec-batch-size", type=int, default=128, help="llmrec train.batch_size (users)")
@@ -412,6 +451,7 @@ def main(argv=None) -> int:
         "machine": machine(),
         "threads": a.threads,
         "epochs": a.epochs,
+        "patience": a.patience,
         "batch_size": {"recbole_rows": a.batch_size, "llmrec_users": a.llmrec_batch_size},
         "seed": a.seed,
         "omp_wait_policy": a.omp_wait_policy or None,
@@ -454,10 +494,17 @@ def main(argv=None) -> int:
                 r["epochs"], r["threads_requested"] = a.epochs, a.threads
                 r["batch_size"] = a.batch_size if sysname == "recbole" else a.llmrec_batch_size
                 put(r)
+                res["time_to_quality"] = time_to_quality(res["runs"])
                 print(f"    rc {r['rc']}, wall {r['wall_seconds']:.0f}s, s/epoch {r.get('median_seconds_per_epoch')}, "
                       f"test {r.get('test')}, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
                 out_path.write_text(json.dumps(res, indent=2, default=str))  # after every run
     print(markdown_table(res))
+    for t in res.get("time_to_quality") or []:
+        print(f"time to quality {t['dataset']}/{t['model']}: RecBole best valid NDCG@10 {t['recbole_best_valid_ndcg10']:.4f} "
+              f"in {t['recbole_seconds_to_best']:.0f} s; llmrec " + (
+                  f"reached it at epoch {t['llmrec_epoch_reaching_it']} in {t['llmrec_seconds_to_reach']:.1f} s: "
+                  f"ratio {t['time_to_quality_ratio']:.1f}x" if t["time_to_quality_ratio"] else
+                  f"never reached it (best {t['llmrec_best_valid_ndcg10']:.4f})"))
     print(f"\nwrote {out_path}")
     return 0
 
