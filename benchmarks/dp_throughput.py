@@ -26,12 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def count_samples(config: str, sets: list[str]) -> tuple[int, int]:
-    from llmrec.config import load_config
-    from llmrec.data.dataset import load_dataset
-    from llmrec.pipelines.run import make_split
+    from llmrec.pipelines.run import load_split
 
-    cfg = load_config(config, sets)
-    split = make_split(load_dataset(cfg.data), cfg)
+    cfg, _, split = load_split(config, sets)
     L = cfg.params["max_len"] if isinstance(cfg.params, dict) else cfg.params.max_len
     lens = [len(s) for s in split.train if len(s) >= 2]
     return len(lens), int(sum(min(n, L + 1) - 1 for n in lens))

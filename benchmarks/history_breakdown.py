@@ -13,21 +13,17 @@ from pathlib import Path
 
 import torch
 
-from llmrec.config import load_config
-from llmrec.data.dataset import load_dataset
 from llmrec.data.fingerprint import check_same_data, data_fingerprint
 from llmrec.evaluation.breakdown import history_breakdown
 from llmrec.evaluation.evaluator import evaluate
 from llmrec.models.base import Recommender
-from llmrec.pipelines.run import make_split, sample_eval_users
+from llmrec.pipelines.run import load_split, sample_eval_users
 from llmrec.utils.io import atomic_write_json
 
 
 def backfill(run_dir: Path) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
-    cfg = load_config(run_dir / "config.yaml", [])
-    ds = load_dataset(cfg.data)
-    split = make_split(ds, cfg)
+    cfg, ds, split = load_split(run_dir / "config.yaml")
     sample_eval_users(split, cfg.eval.sample_users, cfg.eval.sample_seed)
     model = Recommender.load(run_dir / "model")
     check_same_data(model.data_fingerprint, data_fingerprint(ds, cfg.data, split.protocol), str(run_dir / "model"))

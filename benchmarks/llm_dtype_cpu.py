@@ -40,14 +40,11 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from llmrec.config import load_config
-    from llmrec.data.dataset import load_dataset
     from llmrec.llm.generation import GenerationSettings, generate
     from llmrec.models.base import HistoryBatch, Recommender
-    from llmrec.pipelines.run import make_split
+    from llmrec.pipelines.run import load_split
 
-    cfg = load_config(a.config, ["progress=false"])
-    split = make_split(load_dataset(cfg.data), cfg)
+    cfg, _, split = load_split(a.config, ["progress=false"])
     es = split.test.subset(np.arange(min(a.records, len(split.test))))
     m = Recommender.load(a.model_dir)
     bb = m._backbone()

@@ -31,15 +31,11 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from llmrec.config import load_config
-    from llmrec.data.dataset import load_dataset
     from llmrec.models.base import HistoryBatch, Recommender
     from llmrec.models.llm_trsr import LLMTRSR, render_item
-    from llmrec.pipelines.run import make_split
+    from llmrec.pipelines.run import load_split
 
-    cfg = load_config(a.config, ["progress=false"])
-    ds = load_dataset(cfg.data)
-    split = make_split(ds, cfg)
+    cfg, ds, split = load_split(a.config, ["progress=false"])
     es = split.test.subset(np.arange(min(a.records, len(split.test))))
     out: dict = {"config": a.config, "model": a.model, "records": len(es), "candidates": int(es.candidates.shape[1]),
                  "threads": a.threads}

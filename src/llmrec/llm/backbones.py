@@ -359,6 +359,15 @@ def drop_word_embeddings(model) -> None:
     model.set_input_embeddings(dummy)
 
 
+def config_to_dict(config) -> dict:
+    """A transformers config as a saved model keeps it: no paths, versions or dtypes, ``model_type`` included."""
+    d = config.to_dict()
+    for k in ("_name_or_path", "transformers_version", "architectures", "_attn_implementation_autoset", "dtype", "torch_dtype"):
+        d.pop(k, None)
+    d["model_type"] = config.model_type
+    return d
+
+
 def config_from_dict(d: dict):
     """A transformers config rebuilt from ``config.to_dict()`` as a saved model keeps it (``model_type`` included)."""
     from transformers import AutoConfig

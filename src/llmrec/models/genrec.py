@@ -44,6 +44,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from llmrec.llm.backbones import config_to_dict
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
 
@@ -188,7 +189,7 @@ class GenRec(TorchRecommender):
         self._trie = None
         d = int(lm.get_encoder().get_input_embeddings().weight.shape[1])
         net = GenRecNet(lm, self.n_users, self.n_items, d, p.id_init_std, p.id_scale)
-        self._extra = {"lm_config": _config_dict(lm.config), "arch": info["arch"], "tokenizer": _tokenizer_blob(tok),
+        self._extra = {"lm_config": config_to_dict(lm.config), "arch": info["arch"], "tokenizer": _tokenizer_blob(tok),
                        "item_tokens_hash": _tokens_hash(self.idtext.item_tokens), "d_model": d}
         n_lm = sum(x.numel() for x in lm.parameters())
         self._build_info = {**info, "lm_params": n_lm, "id_params": net.user_id.weight.numel() + net.item_id.weight.numel(),
@@ -498,14 +499,6 @@ def _set_special(lm, tok) -> None:
     lm.config.pad_token_id = sp["pad"]
     lm.config.eos_token_id = sp["end"]
     lm.config.vocab_size = lm.config.decoder.vocab_size
-
-
-def _config_dict(config) -> dict:
-    d = config.to_dict()
-    for k in ("_name_or_path", "transformers_version", "architectures", "_attn_implementation_autoset", "dtype", "torch_dtype"):
-        d.pop(k, None)
-    d["model_type"] = config.model_type
-    return d
 
 
 def _tokenizer_blob(tok) -> dict:

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
+from llmrec.llm.backbones import config_to_dict
 from llmrec.llm.lora import LoraSettings
 from llmrec.llm.text import HLLM_PROMPT
 from llmrec.models.base import HistoryBatch, Params
@@ -321,7 +322,7 @@ class HLLM(TorchRecommender):
             net.user = apply_lora(net.user, p.user_lora)
         if not frozen:
             net.to(self._trained_dtype())
-        self._extra = {"item_dim": item_dim, "user_dim": user_dim, "user_config": _config_dict(user_bb.config),
+        self._extra = {"item_dim": item_dim, "user_dim": user_dim, "user_config": config_to_dict(user_bb.config),
                        "texts_hash": info["texts_hash"], "template": template}
         info["build_seconds"] = round(time.perf_counter() - t0, 2)
         self._build_info = info
@@ -494,11 +495,3 @@ class HLLM(TorchRecommender):
             self.net.train(was)
         scores, ids = self._index.search(u, k, exclude=batch.histories if mask_history else None)
         return ids, scores
-
-
-def _config_dict(config) -> dict:
-    d = config.to_dict()
-    for k in ("_name_or_path", "transformers_version", "architectures", "_attn_implementation_autoset", "dtype", "torch_dtype"):
-        d.pop(k, None)
-    d["model_type"] = config.model_type
-    return d

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import llmrec
-from llmrec.config import RunConfig
+from llmrec.config import RunConfig, load_config
 from llmrec.data.dataset import Dataset, load_dataset
 from llmrec.data.splits import Split, leave_one_out, sample_candidates
 from llmrec.evaluation.breakdown import history_breakdown
@@ -53,6 +53,13 @@ def make_split(ds: Dataset, cfg: RunConfig) -> Split:
                 exclude=[seqs[u] for u in es.users], seed=c.seed + off,
             )
     return split
+
+
+def load_split(config: str | Path | RunConfig, overrides: list[str] | None = None) -> tuple[RunConfig, Dataset, Split]:
+    """A config (a path is loaded with ``overrides``), its dataset and its split: where a benchmark or script starts."""
+    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    ds = load_dataset(cfg.data)
+    return cfg, ds, make_split(ds, cfg)
 
 
 def sample_eval_users(split: Split, n: int | None, seed: int) -> np.ndarray | None:

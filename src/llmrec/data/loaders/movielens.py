@@ -31,6 +31,16 @@ def _read_ratings(path: Path, sep: str, what: str, expected: str, item_word: str
     return build_interactions(u, i, order)
 
 
+def _read_users(path: Path, sep: str, fields: list[str], expected: str, ints: dict[str, str]) -> pl.DataFrame:
+    """A MovieLens user table: one ``sep``-separated line per user; the ``ints`` fields must be integers (errors name
+    the file, line and field)."""
+    lines = read_lines(path, f"'{expected}' lines", encoding="latin-1")
+    cols, linenos = split_fixed(path, lines, sep, fields, expected)
+    check_ids(path, cols[0], linenos, "user", "user id")
+    data = {f: int_column(path, c, linenos, f, ints[f]) if f in ints else c for f, c in zip(fields, cols)}
+    return pl.DataFrame(data, schema={f: pl.Int64 if f in ints else pl.Utf8 for f in fields})
+
+
 @staged("ml-100k", "ml-100k", "u.data.gz", "u.item", "u.genre", "u.user")
 def load_ml_100k(files: list[Path]) -> RawData:
     upath, ipath, gpath, uspath = files
@@ -61,16 +71,8 @@ def load_ml_100k(files: list[Path]) -> RawData:
     )
     check_unique(ipath, items["item"], linenos, "item")
 
-    lines = read_lines(uspath, "'|'-separated 'user|age|gender|occupation|zip' lines", encoding="latin-1")
-    (uid, age, gender, occ, zipc), linenos = split_fixed(
-        uspath, lines, "|", ["user", "age", "gender", "occupation", "zip"], "user id|age|gender|occupation|zip code"
-    )
-    check_ids(uspath, uid, linenos, "user", "user id")
-    users = pl.DataFrame(
-        {"user": uid, "age": int_column(uspath, age, linenos, "age", "an integer age"),
-         "gender": gender, "occupation": occ, "zip": zipc},
-        schema={"user": pl.Utf8, "age": pl.Int64, "gender": pl.Utf8, "occupation": pl.Utf8, "zip": pl.Utf8},
-    )
+    users = _read_users(uspath, "|", ["user", "age", "gender", "occupation", "zip"],
+                        "user id|age|gender|occupation|zip code", {"age": "an integer age"})
     notes = [
         "order = unix timestamp (seconds); many ratings share the same second, ties are broken by file row",
         "ratings (1-5) are not kept: every rating counts as an interaction",
@@ -88,21 +90,9 @@ def _ml1m_side(mpath: Path, upath: Path) -> tuple[pl.DataFrame, pl.DataFrame, li
     ).with_columns(pl.when(pl.col("genres") == "").then(None).otherwise(pl.col("genres")).alias("genres"))
     check_unique(mpath, items["item"], linenos, "item")
 
-    lines = read_lines(upath, "'UserID::Gender::Age::Occupation::Zip-code' lines", encoding="latin-1")
-    (uid, gender, age, occ, zipc), linenos = split_fixed(
-        upath, lines, "::", ["user", "gender", "age", "occupation", "zip"], "UserID::Gender::Age::Occupation::Zip-code"
-    )
-    check_ids(upath, uid, linenos, "user", "user id")
-    users = pl.DataFrame(
-        {
-            "user": uid,
-            "gender": gender,
-            "age": int_column(upath, age, linenos, "age", "an integer age-group code"),
-            "occupation": int_column(upath, occ, linenos, "occupation", "an integer occupation code"),
-            "zip": zipc,
-        },
-        schema={"user": pl.Utf8, "gender": pl.Utf8, "age": pl.Int64, "occupation": pl.Int64, "zip": pl.Utf8},
-    )
+    users = _read_users(upath, "::", ["user", "gender", "age", "occupation", "zip"],
+                        "UserID::Gender::Age::Occupation::Zip-code",
+                        {"age": "an integer age-group code", "occupation": "an integer occupation code"})
     return items, users, [mpath, upath]
 
 
