@@ -89,6 +89,7 @@ def test_tune_three_trials_resumes_after_interruption(tmp_path):
     assert states.count("FAIL") == 1 and s["finished"] == 3
     assert states.count("COMPLETE") + states.count("PRUNED") == 3
     assert s["trials"][0]["value"] == first["trials"][0]["value"]  # the first trial was not re-run
+    assert all(t["seconds"] is not None for t in s["trials"] if t["state"] in ("COMPLETE", "PRUNED"))
     best = s["best"]
     done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
     assert best["valid"] == max(t["value"] for t in done)

@@ -195,8 +195,15 @@ def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: s
     if done < trials:
         study.optimize(objective, timeout=None if timeout_minutes is None else 60.0 * timeout_minutes,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)], catch=(FloatingPointError,))
+    def seconds(t) -> float | None:  # pruned and failed trials too (their run never returned)
+        if t.user_attrs.get("seconds") is not None:
+            return t.user_attrs["seconds"]
+        if t.datetime_start is not None and t.datetime_complete is not None:
+            return round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
+        return None
+
     rows = [{"trial": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-             "seconds": t.user_attrs.get("seconds")} for t in study.get_trials(deepcopy=False)]
+             "seconds": seconds(t)} for t in study.get_trials(deepcopy=False)]
     summary: dict = {"config": str(config_path), "space": str(space_path), "monitor": monitor, "overrides": overrides,
                      "final_overrides": final_overrides, "timeout_minutes": timeout_minutes, "trials": rows,
                      "finished": len([r for r in rows if r["state"] in ("COMPLETE", "PRUNED")])}
