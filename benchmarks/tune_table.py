@@ -1,6 +1,7 @@
 """The tuning table of BENCHMARKS.md ("Tuning on Beauty"), from the raw JSON in benchmarks/results/tune/.
 
     .venv/bin/python benchmarks/tune_table.py --collect runs/tune   # copy tune.json + metrics.json files in
+    .venv/bin/python benchmarks/tune_table.py --configs             # write configs/beauty/{model}-tuned.yaml
     .venv/bin/python benchmarks/tune_table.py                       # print the Markdown table
 
 Per model: ``beauty-{m}.json`` (the study's tune.json), ``beauty-{m}-best.json`` (metrics.json of the best configuration
@@ -8,6 +9,7 @@ re-trained once and tested once) and ``beauty-{m}-untuned.json`` (metrics.json o
 with the same budget, in the same session)."""
 import json
 import shutil
+import yaml
 import sys
 from pathlib import Path
 
@@ -23,6 +25,29 @@ def collect(runs: Path) -> None:
                          (runs / f"beauty-{m}-untuned" / "metrics.json", f"beauty-{m}-untuned.json")):
             if src.exists():
                 shutil.copyfile(src, R / dst)
+
+
+def write_configs() -> None:
+    """configs/beauty/{m}-tuned.yaml: the committed config with the study's best values (its own comments replaced)."""
+    for m in MODELS:
+        s = load(f"beauty-{m}")
+        if s is None or "best" not in s:
+            continue
+        best = s["best"]
+        cfg = yaml.safe_load(Path(f"configs/beauty/{m}.yaml").read_text())
+        cfg["name"] = f"beauty-{m}-tuned"
+        for k, v in best["params"].items():
+            sec, key = k.split(".", 1)
+            cfg.setdefault(sec, {})[key] = float(f"{v:.12g}") if isinstance(v, float) else v
+        ps = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+        head = (f"# {m} on Amazon Beauty, tuned: configs/beauty/{m}.yaml with the best of {len(s['trials'])} Optuna trials (TPE, "
+                f"median pruning)\n# on validation NDCG@10, each trial capped at 4 minutes on one thread "
+                f"(configs/spaces/beauty-{m}.yaml;\n# BENCHMARKS.md \"Tuning on Beauty\"). Best trial #{best['trial']}, "
+                f"validation NDCG@10 {best['valid']:.4f}:\n# {ps}.\n# BENCHMARKS.md's tuned row trained it with "
+                f"--set threads=1 --set train.max_minutes=12 (the untuned row likewise).\n")
+        out = Path(f"configs/beauty/{m}-tuned.yaml")
+        out.write_text(head + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
+        print(f"wrote {out}")
 
 
 def load(name: str):
@@ -62,5 +87,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--collect"]:
         collect(Path(sys.argv[2]))
+    elif sys.argv[1:2] == ["--configs"]:
+        write_configs()
     else:
         main()
