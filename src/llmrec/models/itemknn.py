@@ -78,12 +78,15 @@ class ItemKNN(Recommender):
             return out
         age = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)  # position within the row
         age = np.repeat(lens, lens) - 1 - age  # 0 for the most recent item
-        W = torch.zeros((len(hs), self.n_items), dtype=torch.float32)
-        flat_h = torch.from_numpy(np.repeat(np.arange(len(hs)), lens) * self.n_items + np.concatenate(hs))
-        # a repeated item counts once, with its largest weight (its most recent occurrence)
-        W.view(-1).scatter_reduce_(0, flat_h, torch.from_numpy((d**age).astype(np.float32)), "amax", include_self=True)
-        rows, items = W.nonzero(as_tuple=True)
-        w = W[rows, items]
+        keys = np.repeat(np.arange(len(hs)), lens) * self.n_items + np.concatenate(hs)
+        # a repeated item counts once, with its largest weight: its most recent occurrence (decay <= 1), the
+        # smallest age -- sort by (row, item), then age, and keep each key's first entry (no dense B x N pass)
+        order = np.lexsort((age, keys))
+        k = keys[order]
+        first = order[np.r_[True, k[1:] != k[:-1]]]
+        rows = torch.from_numpy(keys[first] // self.n_items)
+        items = torch.from_numpy(keys[first] % self.n_items)
+        w = torch.from_numpy((d ** age[first]).astype(np.float32))
         flat = (rows.unsqueeze(1) * self.n_items + self.nbr_idx[items]).reshape(-1)
         vals = (w.unsqueeze(1) * self.nbr_val[items]).reshape(-1)
         out.view(-1).index_add_(0, flat, vals)
