@@ -134,6 +134,15 @@ def _monitor_value(metrics: dict, monitor: str) -> float:
     return float(v)
 
 
+def _trial_seconds(t) -> float | None:
+    """A trial's seconds: measured by the objective, or from the study's timestamps (pruned and failed trials)."""
+    if t.user_attrs.get("seconds") is not None:
+        return t.user_attrs["seconds"]
+    if t.datetime_start is not None and t.datetime_complete is not None:
+        return round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
+    return None
+
+
 def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: str | Path, timeout_minutes: float | None = None,
          overrides: list[str] | None = None, sampler: str = "tpe", pruner: str = "median", seed: int = 0,
          storage: str | None = None, fail_running: bool = True, final: bool = True, progress: bool = False,
@@ -195,15 +204,9 @@ def tune(config_path: str | Path, space_path: str | Path, *, trials: int, out: s
     if done < trials:
         study.optimize(objective, timeout=None if timeout_minutes is None else 60.0 * timeout_minutes,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)], catch=(FloatingPointError,))
-    def seconds(t) -> float | None:  # pruned and failed trials too (their run never returned)
-        if t.user_attrs.get("seconds") is not None:
-            return t.user_attrs["seconds"]
-        if t.datetime_start is not None and t.datetime_complete is not None:
-            return round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
-        return None
 
     rows = [{"trial": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-             "seconds": seconds(t)} for t in study.get_trials(deepcopy=False)]
+             "seconds": _trial_seconds(t)} for t in study.get_trials(deepcopy=False)]
     summary: dict = {"config": str(config_path), "space": str(space_path), "monitor": monitor, "overrides": overrides,
                      "final_overrides": final_overrides, "timeout_minutes": timeout_minutes, "trials": rows,
                      "finished": len([r for r in rows if r["state"] in ("COMPLETE", "PRUNED")])}
