@@ -104,13 +104,22 @@ def llmrec_params(model: str) -> dict:
     return {k: v for k, v in want.items() if k in fields}
 
 
+def llmrec_extra(a) -> dict:
+    """--llmrec-param KEY=VALUE pairs (YAML values), added to llmrec's matched params (e.g. train_windows=all)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.llmrec_param)}
+
+
 def llmrec_config(ds: str, model: str, mask: bool, a) -> dict:
+    extra = llmrec_extra(a)
+    tail = "".join(f"-{k}-{v}" for k, v in extra.items())
     return {
-        "name": f"bench-{ds}-{model}-{'masked' if mask else 'unmasked'}",
+        "name": f"bench-{ds}-{model}-{'masked' if mask else 'unmasked'}{tail}",
         "data": {"name": ds, "id_order": "random"},
         "split": {"protocol": "loo"},
         "model": model,
-        "params": llmrec_params(model),
+        "params": {**llmrec_params(model), **extra},
         "train": {"epochs": a.epochs, "batch_size": a.llmrec_batch_size, "lr": 1e-3, "weight_decay": 0.0,
                   "grad_clip": None, "patience": a.patience, "monitor": "NDCG@10", "betas": [0.9, 0.999]},
         "eval": {"ks": [10], "mask_history": mask},
@@ -321,7 +330,8 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
     out = work / "llmrec" / cfg["name"]
     meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out)],
                         work / "logs" / f"{cfg['name']}.log", env=thread_env(a.threads, a.omp_wait_policy))
-    rec = {"system": "llmrec", "dataset": ds, "model": model, "mask_history": mask, "config": str(path.relative_to(REPO)),
+    rec = {"system": "llmrec", "dataset": ds, "model": model, "mask_history": mask, "llmrec_params": llmrec_extra(a) or None,
+           "config": str(path.relative_to(REPO)),
            "run_dir": str(out.relative_to(REPO)), **meas}
     if meas["rc"] != 0:
         rec["error"] = (work / "logs" / f"{cfg['name']}.log").read_text()[-2000:]
@@ -401,9 +411,10 @@ def time_to_quality(runs: list[dict]) -> list[dict]:
             hit = next((i for i, v in enumerate(vals) if v is not None and v >= target), None)
             lr_s = None if hit is None else sum(spe[:hit + 1]) + sum(v or 0.0 for v in vs[:hit + 1])
             masked = next((r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"]
-                           and r["model"] == rb["model"] and r.get("mask_history") is True), None)
+                           and r["model"] == rb["model"] and r.get("mask_history") is True
+                           and r.get("llmrec_params") == lr.get("llmrec_params")), None)
             out.append({
-                "dataset": rb["dataset"], "model": rb["model"],
+                "dataset": rb["dataset"], "model": rb["model"], "llmrec_params": lr.get("llmrec_params"),
                 "recbole_best_valid_ndcg10": target, "recbole_best_epoch": be, "recbole_seconds_to_best": rb_s,
                 "recbole_epochs_run": len(rb["valid_ndcg10"]),
                 "llmrec_epoch_reaching_it": None if hit is None else hit + 1, "llmrec_seconds_to_reach": lr_s,
@@ -451,6 +462,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     ap.add_argument("--batch-size", type=int, default=2048, help="RecBole train_batch_size (prefix rows; RecBole's default)")
     ap.add_argument("--llmrec-batch-size", type=int, default=128, help="llmrec train.batch_size (users)")
+    ap.add_argument("--llmrec-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra llmrec model params (repeatable), e.g. train_windows=all; a separate row per setting")
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY for both systems ('' = unset). PASSIVE: on a shared, oversubscribed machine "
@@ -519,7 +532,8 @@ def main(argv=None) -> int:
         res["commands"] = old.get("commands", [old.get("command")]) + [res["command"]]
 
     def put(r: dict) -> None:
-        key = lambda x: (x.get("dataset"), x.get("model"), x.get("system"), x.get("mask_history"))  # noqa: E731
+        key = lambda x: (x.get("dataset"), x.get("model"), x.get("system"), x.get("mask_history"),  # noqa: E731
+                         json.dumps(x.get("llmrec_params"), sort_keys=True))
         res["runs"] = [x for x in res["runs"] if key(x) != key(r)] + [r]
     for ds in a.datasets.split(","):
         d = load_dataset(ds)

@@ -1,6 +1,8 @@
 """The neural baselines (BPR-MF, NeuMF, GRU4Rec, Caser, SASRec, BERT4Rec) on tiny synthetic data."""
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 import torch
 
@@ -151,3 +153,39 @@ def test_neumf_full_ranking_matches_pairwise_forward(layers):
     users = torch.tensor([0, 3, -1, 6])
     ref = net(users, torch.arange(50).expand(4, 50))
     assert torch.allclose(net.all_items(users, chunk_elems=100), ref, atol=1e-5)
+
+
+@given(st.lists(st.integers(0, 25), min_size=1, max_size=12), st.integers(2, 7))
+@settings(max_examples=60, deadline=None)
+def test_windows_hold_every_target_once(lengths, size):
+    """Cut from the end with a one-item overlap: each (sequence, position >= 1) is a target in exactly one window,
+    and the context before it inside its window is the items just before it in the sequence."""
+    from llmrec.training.data import windows
+
+    seqs = [np.arange(100 * u, 100 * u + n) for u, n in enumerate(lengths)]
+    rows, owner = windows(seqs, size)
+    targets = [(int(o), int(t)) for w, o in zip(rows, owner) for t in w[1:]]
+    assert sorted(targets) == sorted((u, int(t)) for u, s in enumerate(seqs) for t in s[1:])
+    for w in rows:
+        assert 2 <= len(w) <= size and (np.diff(w) == 1).all()  # consecutive items of one sequence
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_sasrec_all_windows_train_every_target(loss):
+    """train_windows: all -- a sequence longer than max_len + 1 gives several rows, and the targets of one epoch
+    are all the training targets; 'last' (the paper) keeps the last max_len only."""
+    sp = leave_one_out(prepare_raw(make_raw(rng_sequences(n_users=12, n_items=40, min_len=20, max_len=30, seed=1)),
+                                   DataConfig(name="toy")))
+    n_targets = sum(max(len(s) - 1, 0) for s in sp.train)
+    seen = {}
+    for mode in ("last", "all"):
+        m = build_model("sasrec", {"hidden": 8, "max_len": 6, "loss": loss, "train_windows": mode})
+        m.n_items, m.n_users = sp.n_items, sp.n_users
+        m.net = m.build(sp)
+        batches = list(m.train_batches(sp, torch.Generator().manual_seed(0), 8))
+        seen[mode] = sum(int((b["y"] != 0).sum()) for b in batches)
+        assert all(((b["x"] == 0) <= (b["y"] == 0)).all() for b in batches)
+        if loss == "bce":
+            assert all(((b["neg"] != 0) == (b["y"] != 0)).all() for b in batches)
+
+    assert seen["all"] == n_targets and seen["last"] == 6 * len(sp.train) < n_targets

@@ -12,7 +12,8 @@ the variant with which SASRec beats BERT4Rec in the replicability literature (e.
 RecSys 2023). RecBole's published SASRec on Beauty (HR@10 0.083, NDCG@10 0.0416) is trained with this loss
 too; configs/beauty/sasrec.yaml lists the settings we use.
 
-Training (one row per user per epoch): the user's training sequence, right-aligned and truncated to its last
+Training (one row per user per epoch; with ``train_windows: all`` one row per window of ``max_len + 1`` items, so
+that long sequences use every target): the user's training sequence, right-aligned and truncated to its last
 ``max_len + 1`` items, gives inputs s_1..s_{n-1} and targets s_2..s_n at every position at once; CE logits are
 computed only at positions that have a target. Scoring: the history's last ``max_len`` items, output at the
 last position. Positional embeddings count from the end (the last item is position 0), which is the paper's
@@ -31,7 +32,7 @@ from torch import nn
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import (
-    EpochBatches, crop_padding, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs,
+    EpochBatches, crop_padding, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs, windows,
 )
 
 
@@ -43,6 +44,9 @@ class SASRecParams(Params):
     dropout: float = Field(0.5, ge=0, lt=1, description="0.5 for sparse data (Beauty), 0.2 for ML-1M")
     loss: Literal["bce", "ce"] = Field("bce", description="bce: paper (1 sampled negative per position); ce: full softmax")
     init_std: float = Field(0.02, gt=0, description="std of the normal init of embeddings and linear layers")
+    train_windows: Literal["last", "all"] = Field(
+        "last", description="last: one row per user, its last max_len + 1 items (the paper); all: every sequence "
+                            "cut into windows of max_len + 1 items so that every training target is used once per epoch")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self):
@@ -136,11 +140,16 @@ class SASRec(TorchRecommender):
 
     def _prepare(self, split):
         """Per user: inputs s_1..s_{n-1} and next-item targets s_2..s_n (tokens; 0 = no target)."""
-        seq = right_aligned(split.train, self.params.max_len + 1, shift=1)
-        seq = seq[(seq != 0).sum(1) >= 2]  # a user needs two items to give one target
+        n = self.params.max_len + 1
+        if self.params.train_windows == "all":  # long sequences give several rows: every target once per epoch
+            rows, owner = windows(split.train, n)
+            seq, users = right_aligned(rows, n, shift=1), torch.from_numpy(owner)
+        else:
+            seq = right_aligned(split.train, n, shift=1)
+            seq = seq[(seq != 0).sum(1) >= 2]  # a user needs two items to give one target
+            users = torch.nonzero(torch.from_numpy(seq_lengths(split.train) >= 2)).squeeze(1)
         x, y = seq[:, :-1], seq[:, 1:]
         y = torch.where(x != 0, y, torch.zeros_like(y))
-        users = torch.nonzero(torch.from_numpy(seq_lengths(split.train) >= 2)).squeeze(1)
         u, i = user_item_pairs(split.train)
         self._data = {"x": x, "y": y, "users": users, "seen": pair_keys(u, i, self.n_items)}
 

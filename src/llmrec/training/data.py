@@ -29,6 +29,23 @@ def _aligned(seqs, max_len: int, shift: int, right: bool) -> torch.Tensor:
     return torch.from_numpy(pad_rows(seqs, max_len, shift=shift, align="right" if right else "left")[0])
 
 
+def windows(seqs: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every sequence cut, from its end, into windows of ``size`` items that overlap by one item, so that each
+    next-item target (every item but a sequence's first) lies in exactly one window, as a target, once; windows
+    shorter than two items are dropped. Returns the windows and, per window, the index of its sequence."""
+    step = size - 1
+    if step < 1:
+        raise ValueError(f"window size must be >= 2, got {size}")
+    out, owner = [], []
+    for u, s in enumerate(seqs):
+        end = len(s)
+        while end >= 2:
+            out.append(np.asarray(s[max(0, end - size):end]))
+            owner.append(u)
+            end -= step
+    return out, np.asarray(owner, dtype=np.int64)
+
+
 def seq_lengths(seqs: Sequence[np.ndarray]) -> np.ndarray:
     return np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
 
