@@ -437,7 +437,8 @@ def markdown_table(res: dict) -> str:
     runs = sorted(res["runs"], key=lambda r: (r.get("dataset") or "", r.get("model") or "", order.get(r.get("system"), 2),
                                                r.get("epochs") or 0, not r.get("mask_history")))
     for r in runs:
-        head = f"| {r['dataset']} | {r['model']} | {r['system']} | {'–' if r.get('mask_history') is None else ('yes' if r['mask_history'] else 'no')} "
+        label = r["system"] + "".join(f" {k}={v}" for k, v in (r.get("llmrec_params") or {}).items())
+        head = f"| {r['dataset']} | {r['model']} | {label} | {'–' if r.get('mask_history') is None else ('yes' if r['mask_history'] else 'no')} "
         if r.get("rc") != 0:
             why = "skipped: " + str(r.get("error")) if r.get("rc") is None else f"failed (rc {r.get('rc')})"
             rows.append(head + f"| {why} ||||||||||")
@@ -476,6 +477,7 @@ def main(argv=None) -> int:
                     help="keep the autograd anomaly detection RecBole 1.2.1 switches on at import (slower backward)")
     ap.add_argument("--setup-only", action="store_true", help="only build benchmarks/.venv-recbole")
     ap.add_argument("--table", type=Path, nargs="+", help="print the Markdown table of existing results files and exit")
+    ap.add_argument("--merge-out", type=Path, help="with --table: write the merged runs and their time to quality here")
     ap.add_argument("--recbole-worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
 
@@ -488,6 +490,13 @@ def main(argv=None) -> int:
             d = json.loads(t.read_text())
             merged["runs"] += [{"epochs": d.get("epochs"), **r} for r in d["runs"]]
         print(markdown_table(merged))
+        merged["time_to_quality"] = time_to_quality(merged["runs"])
+        print_ttq(merged)
+        if a.merge_out:  # one file holding the runs of several (e.g. RecBole's and llmrec variants run apart)
+            merged.update({"benchmark": "recbole_side_by_side", "merged_from": [str(t) for t in a.table],
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            a.merge_out.write_text(json.dumps(merged, indent=2, default=str))
+            print(f"\nwrote {a.merge_out}")
         return 0
     systems = set(a.systems.split(","))
     py = setup_venv() if ("recbole" in systems or a.setup_only) else None
@@ -561,14 +570,19 @@ def main(argv=None) -> int:
                       f"test {r.get('test')}, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
                 out_path.write_text(json.dumps(res, indent=2, default=str))  # after every run
     print(markdown_table(res))
+    print_ttq(res)
+    print(f"\nwrote {out_path}")
+    return 0
+
+
+def print_ttq(res: dict) -> None:
     for t in res.get("time_to_quality") or []:
         print(f"time to quality {t['dataset']}/{t['model']}: RecBole best valid NDCG@10 {t['recbole_best_valid_ndcg10']:.4f} "
               f"in {t['recbole_seconds_to_best']:.0f} s; llmrec " + (
                   f"reached it at epoch {t['llmrec_epoch_reaching_it']} in {t['llmrec_seconds_to_reach']:.1f} s: "
                   f"ratio {t['time_to_quality_ratio']:.1f}x" if t["time_to_quality_ratio"] else
-                  f"never reached it (best {t['llmrec_best_valid_ndcg10']:.4f})"))
-    print(f"\nwrote {out_path}")
-    return 0
+                  f"never reached it (best {t['llmrec_best_valid_ndcg10']:.4f})") + (
+                  f" [llmrec params {t['llmrec_params']}]" if t.get("llmrec_params") else ""))
 
 
 if __name__ == "__main__":
