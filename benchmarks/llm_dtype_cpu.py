@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
 
 import numpy as np
 import torch
+from bench_common import emit, first_test_records
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,10 +42,8 @@ def main(argv=None) -> dict:
 
     from llmrec.llm.generation import GenerationSettings, generate
     from llmrec.models.base import HistoryBatch, Recommender
-    from llmrec.pipelines.run import load_split
 
-    cfg, _, split = load_split(a.config, ["progress=false"])
-    es = split.test.subset(np.arange(min(a.records, len(split.test))))
+    cfg, _, split, es = first_test_records(a.config, a.records)
     m = Recommender.load(a.model_dir)
     bb = m._backbone()
     models = {"float32": bb.model, "bfloat16": copy.deepcopy(bb.model).to(torch.bfloat16)}
@@ -95,12 +93,7 @@ def main(argv=None) -> dict:
     out["generation"]["identical_texts"] = sum(x == y for x, y in zip(gen["float32"]["texts"], gen["bfloat16"]["texts"]))
     out["generation"]["prompts"] = len(prompts)
     out["loadavg_end"] = os.getloadavg()
-    print(json.dumps(out, indent=1))
-    if a.out:
-        from llmrec.utils.io import atomic_write_json
-
-        atomic_write_json(a.out, out)
-    return out
+    return emit(out, a.out)
 
 
 if __name__ == "__main__":

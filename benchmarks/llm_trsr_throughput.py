@@ -13,12 +13,12 @@ the config's summaries (every test history summarised again: n_generated should 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
 import torch
+from bench_common import emit, first_test_records
 
 
 def main(argv=None) -> dict:
@@ -33,10 +33,8 @@ def main(argv=None) -> dict:
 
     from llmrec.models.base import HistoryBatch, Recommender
     from llmrec.models.llm_trsr import LLMTRSR, render_item
-    from llmrec.pipelines.run import load_split
 
-    cfg, ds, split = load_split(a.config, ["progress=false"])
-    es = split.test.subset(np.arange(min(a.records, len(split.test))))
+    cfg, ds, split, es = first_test_records(a.config, a.records)
     out: dict = {"config": a.config, "model": a.model, "records": len(es), "candidates": int(es.candidates.shape[1]),
                  "threads": a.threads}
     if a.model:
@@ -79,12 +77,7 @@ def main(argv=None) -> dict:
         "speedup": round(secs[False] / secs[True], 2),
         "max_abs_score_difference": diff,
     })
-    print(json.dumps(out, indent=1))
-    if a.out:
-        from llmrec.utils.io import atomic_write_json
-
-        atomic_write_json(a.out, out)
-    return out
+    return emit(out, a.out)
 
 
 if __name__ == "__main__":
