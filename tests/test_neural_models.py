@@ -19,6 +19,8 @@ SMALL = {
     "caser": {"d": 16, "nh": 4, "nv": 2},
     "sasrec": {"hidden": 16, "max_len": 10, "loss": "ce", "dropout": 0.1},
     "sasrec-bce": {"hidden": 16, "max_len": 10, "loss": "bce", "dropout": 0.1},
+    "sasrec-bert-from-start": {"hidden": 16, "max_len": 10, "loss": "ce", "dropout": 0.1, "block": "bert",
+                               "positions": "from_start", "emb_scale": False, "train_windows": "all", "window_stride": 3},
     "bert4rec": {"hidden": 16, "max_len": 10, "dropout": 0.1, "mask_prob": 0.4},
 }
 
@@ -97,6 +99,25 @@ def test_sasrec_overfits_a_deterministic_sequence():
     assert r["HR@1"] >= 0.9, r
 
 
+@pytest.mark.parametrize("block", ["sasrec", "bert"])
+def test_sasrec_from_start_output_is_the_prefix_output(block, toy):
+    """positions: from_start -- the output at position j of a left-aligned sequence equals the output for the prefix
+    of its first j + 1 items scored alone (what makes a loss at every position train exactly RecBole's prefix rows);
+    from_end does not have that property."""
+    from llmrec.models.base import HistoryBatch as HB
+
+    for positions, same in (("from_start", True), ("from_end", False)):
+        m = build_model("sasrec", {"hidden": 16, "max_len": 10, "block": block, "positions": positions, "dropout": 0.1})
+        m.n_items, m.n_users = toy.n_items, toy.n_users
+        m.net = m.build(toy).eval()
+        seq = np.asarray([3, 7, 1, 12, 5, 9])
+        with torch.no_grad():
+            x = torch.from_numpy(seq + 1)[None]  # one full-length row: no padding either way
+            full = m.net.logits(m.net(x))[0]  # (6, n_items): output at every position
+            alone = m.score(HB([0] * 6, [seq[: j + 1] for j in range(6)]))
+        assert torch.allclose(full, alone, atol=1e-5) is same
+
+
 def test_sasrec_ce_logits_only_at_targets(toy):
     """The CE loss equals a mean over target positions of a full log-softmax (padding contributes nothing)."""
     m = _model("sasrec")
@@ -155,19 +176,24 @@ def test_neumf_full_ranking_matches_pairwise_forward(layers):
     assert torch.allclose(net.all_items(users, chunk_elems=100), ref, atol=1e-5)
 
 
-@given(st.lists(st.integers(0, 25), min_size=1, max_size=12), st.integers(2, 7))
-@settings(max_examples=60, deadline=None)
-def test_windows_hold_every_target_once(lengths, size):
-    """Cut from the end with a one-item overlap: each (sequence, position >= 1) is a target in exactly one window,
-    and the context before it inside its window is the items just before it in the sequence."""
+@given(st.lists(st.integers(0, 25), min_size=1, max_size=12), st.integers(2, 7), st.data())
+@settings(max_examples=80, deadline=None)
+def test_windows_hold_every_target_once(lengths, size, data):
+    """Cut from the end, window ends ``stride`` apart: each (sequence, position >= 1) is a kept target (one of its
+    window's last ``keep``) in exactly one window, with the items just before it in the sequence as its context,
+    and at least size - stride of them when the sequence has them."""
     from llmrec.training.data import windows
 
+    stride = data.draw(st.one_of(st.none(), st.integers(1, size - 1)))
     seqs = [np.arange(100 * u, 100 * u + n) for u, n in enumerate(lengths)]
-    rows, owner = windows(seqs, size)
-    targets = [(int(o), int(t)) for w, o in zip(rows, owner) for t in w[1:]]
+    rows, owner, keep = windows(seqs, size, stride)
+    targets = [(int(o), int(t)) for w, o, k in zip(rows, owner, keep) for t in w[len(w) - k:]]
     assert sorted(targets) == sorted((u, int(t)) for u, s in enumerate(seqs) for t in s[1:])
-    for w in rows:
+    step = size - 1 if stride is None else stride
+    for w, k in zip(rows, keep):
         assert 2 <= len(w) <= size and (np.diff(w) == 1).all()  # consecutive items of one sequence
+        assert 1 <= k <= len(w) - 1
+        assert len(w) - k >= min(size - step, w[0] % 100 + len(w) - k)  # context before the first kept target
 
 
 @pytest.mark.parametrize("loss", ["ce", "bce"])
@@ -178,14 +204,23 @@ def test_sasrec_all_windows_train_every_target(loss):
                                    DataConfig(name="toy")))
     n_targets = sum(max(len(s) - 1, 0) for s in sp.train)
     seen = {}
-    for mode in ("last", "all"):
-        m = build_model("sasrec", {"hidden": 8, "max_len": 6, "loss": loss, "train_windows": mode})
+    modes = {"last": {}, "all": {}, "all-from-start": {"positions": "from_start"}, "stride-2": {"window_stride": 2},
+             "stride-1-from-start": {"window_stride": 1, "positions": "from_start"}}
+    for mode, extra in modes.items():
+        m = build_model("sasrec", {"hidden": 8, "max_len": 6, "loss": loss,
+                                   "train_windows": "last" if mode == "last" else "all", **extra})
         m.n_items, m.n_users = sp.n_items, sp.n_users
         m.net = m.build(sp)
         batches = list(m.train_batches(sp, torch.Generator().manual_seed(0), 8))
-        seen[mode] = sum(int((b["y"] != 0).sum()) for b in batches)
+        seen[mode] = sorted(int(t) for b in batches for t in b["y"][b["y"] != 0])
         assert all(((b["x"] == 0) <= (b["y"] == 0)).all() for b in batches)
         if loss == "bce":
             assert all(((b["neg"] != 0) == (b["y"] != 0)).all() for b in batches)
+        if mode.startswith("stride"):  # every kept target has at least max_len + 1 - stride items before it
+            ctx = [int(c) for b in batches for c in ((b["x"] != 0).cumsum(1)[b["y"] != 0])]
+            stride = extra["window_stride"]
+            assert min(ctx) >= 1 and sum(c < 7 - stride for c in ctx) <= len(sp.train) * (6 - stride)
 
-    assert seen["all"] == n_targets and seen["last"] == 6 * len(sp.train) < n_targets
+    all_targets = sorted(int(t) + 1 for s in sp.train for t in s[1:])
+    assert all(seen[m] == all_targets for m in modes if m != "last")
+    assert len(seen["last"]) == 6 * len(sp.train) < n_targets

@@ -18,6 +18,12 @@ that long sequences use every target): the user's training sequence, right-align
 computed only at positions that have a target. Scoring: the history's last ``max_len`` items, output at the
 last position. Positional embeddings count from the end (the last item is position 0), which is the paper's
 absolute position in its right-aligned window and lets us crop all-padding columns off a batch.
+
+RecBole's SASRec, for side-by-side runs (benchmarks/recbole_side_by_side.py): ``block: bert`` (post-LayerNorm
+blocks), ``emb_scale: false``, ``positions: from_start`` (left-aligned; the output at every position is then
+exactly the output for that prefix alone, so a loss at every position trains RecBole's one-row-per-prefix
+objective) and ``train_windows: all`` with ``window_stride`` (1 = RecBole's rows, each target with its full
+``max_len`` context; larger strides share one forward pass among ``stride`` targets).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from torch import nn
 from llmrec.models.base import HistoryBatch, Params
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import (
-    EpochBatches, crop_padding, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs, windows,
+    EpochBatches, crop_padding, left_aligned, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs,
+    windows,
 )
 
 
@@ -44,14 +51,30 @@ class SASRecParams(Params):
     dropout: float = Field(0.5, ge=0, lt=1, description="0.5 for sparse data (Beauty), 0.2 for ML-1M")
     loss: Literal["bce", "ce"] = Field("bce", description="bce: paper (1 sampled negative per position); ce: full softmax")
     init_std: float = Field(0.02, gt=0, description="std of the normal init of embeddings and linear layers")
+    block: Literal["sasrec", "bert"] = Field(
+        "sasrec", description="sasrec: the paper's code, x + Dropout(g(LayerNorm(x))), dropout inside the FFN, a final "
+                              "LayerNorm; bert: BERT's order, LayerNorm(x + Dropout(g(x))) after a LayerNorm of the input "
+                              "embeddings, no dropout inside the FFN (RecBole's SASRec)")
+    positions: Literal["from_end", "from_start"] = Field(
+        "from_end", description="from_end: right-aligned, the last item is position 0 (the paper's window); from_start: "
+                                "left-aligned, the first item is position 0, so the output at every position is "
+                                "exactly the output for that prefix (as RecBole trains, one row per prefix)")
+    emb_scale: bool = Field(True, description="multiply item embeddings by sqrt(d) before adding positions (the paper's code)")
     train_windows: Literal["last", "all"] = Field(
         "last", description="last: one row per user, its last max_len + 1 items (the paper); all: every sequence "
                             "cut into windows of max_len + 1 items so that every training target is used once per epoch")
+
+    window_stride: int | None = Field(
+        None, ge=1, description="with train_windows: all, the distance between window ends (default max_len: windows "
+                                "overlap by one item); smaller gives every target at least max_len + 1 - stride items "
+                                "of context, at max_len / stride times the compute (1: RecBole's one row per prefix)")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self):
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.window_stride is not None and (self.train_windows != "all" or self.window_stride > self.max_len):
+            raise ValueError(f"window_stride needs train_windows: all and at most max_len ({self.max_len})")
         return self
 
 
@@ -78,14 +101,19 @@ class Block(nn.Module):
     size d, as in the paper); each sub-layer g is applied as x + Dropout(g(LayerNorm(x))) (§III-C: residual
     connections, layer normalization, dropout)."""
 
-    def __init__(self, d: int, heads: int, dropout: float):
+    def __init__(self, d: int, heads: int, dropout: float, post_norm: bool = False):
         super().__init__()
+        self.post_norm = post_norm
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = CausalSelfAttention(d, heads, dropout)
-        self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d))
+        inner = nn.Identity() if post_norm else nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), inner, nn.Linear(d, d))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mask):
+        if self.post_norm:  # LayerNorm(x + Dropout(g(x))), BERT's order
+            x = self.ln1(x + self.drop(self.attn(x, mask)))
+            return self.ln2(x + self.drop(self.ffn(x)))
         x = x + self.drop(self.attn(self.ln1(x), mask))
         return x + self.drop(self.ffn(self.ln2(x)))
 
@@ -97,23 +125,30 @@ class SASRecNet(nn.Module):
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)  # M (token 0 = padding); shared with N (§III-D)
         self.pos_emb = nn.Embedding(p.max_len, d)  # P, learned (§III-A)
         self.drop = nn.Dropout(p.dropout)
-        self.blocks = nn.ModuleList(Block(d, p.heads, p.dropout) for _ in range(p.blocks))
-        self.ln = nn.LayerNorm(d)
-        self.scale = d**0.5
+        post = p.block == "bert"
+        self.blocks = nn.ModuleList(Block(d, p.heads, p.dropout, post) for _ in range(p.blocks))
+        self.ln = nn.LayerNorm(d)  # pre: the final LayerNorm; post: the LayerNorm of the input embeddings
+        self.post = post
+        self.scale = d**0.5 if p.emb_scale else 1.0
+        self.from_start = p.positions == "from_start"
         self.apply(lambda mod: _init(mod, p.init_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L) tokens, right-aligned -> (B, L, d) outputs F^(b)."""
+        """(B, L) tokens, right-aligned (left-aligned with positions: from_start) -> (B, L, d) outputs F^(b)."""
         B, L = x.shape
-        pos = torch.arange(L - 1, -1, -1, device=x.device)  # distance from the end: last item = 0
-        h = self.drop(self.item_emb(x) * self.scale + self.pos_emb(pos))  # §III-A: Ê = [M_s_i + P_i]
+        if self.from_start:
+            pos = torch.arange(L, device=x.device)
+        else:
+            pos = torch.arange(L - 1, -1, -1, device=x.device)  # distance from the end: last item = 0
+        h = self.item_emb(x) * self.scale + self.pos_emb(pos)  # §III-A: Ê = [M_s_i + P_i]
+        h = self.drop(self.ln(h) if self.post else h)
         valid = x != 0
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         # (B, 1, L, L): causal and key not padding; a padding query attends to itself so no row is empty
         mask = (causal & valid[:, None, None, :]) | torch.eye(L, dtype=torch.bool, device=x.device)
         for blk in self.blocks:
             h = blk(h, mask)
-        return self.ln(h)
+        return h if self.post else self.ln(h)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """§III-D: r_{i,t} = F_t N_i^T with N = M (shared item embedding), for every real item i."""
@@ -141,15 +176,21 @@ class SASRec(TorchRecommender):
     def _prepare(self, split):
         """Per user: inputs s_1..s_{n-1} and next-item targets s_2..s_n (tokens; 0 = no target)."""
         n = self.params.max_len + 1
+        align = left_aligned if self.params.positions == "from_start" else right_aligned
+        keep = None
         if self.params.train_windows == "all":  # long sequences give several rows: every target once per epoch
-            rows, owner = windows(split.train, n)
-            seq, users = right_aligned(rows, n, shift=1), torch.from_numpy(owner)
+            rows, owner, keep = windows(split.train, n, self.params.window_stride)
+            seq, users = align(rows, n, shift=1), torch.from_numpy(owner)
         else:
-            seq = right_aligned(split.train, n, shift=1)
+            seq = align(split.train, n, shift=1)
             seq = seq[(seq != 0).sum(1) >= 2]  # a user needs two items to give one target
             users = torch.nonzero(torch.from_numpy(seq_lengths(split.train) >= 2)).squeeze(1)
         x, y = seq[:, :-1], seq[:, 1:]
         y = torch.where(x != 0, y, torch.zeros_like(y))
+        if keep is not None:  # a window's targets before its last `keep` belong to a later window
+            end = n if self.params.positions == "from_end" else (seq != 0).sum(1, keepdim=True)  # after the window
+            first = end - 1 - torch.from_numpy(keep)[:, None]  # the y column of its first kept target
+            y = torch.where(torch.arange(n - 1) >= first, y, torch.zeros_like(y))
         u, i = user_item_pairs(split.train)
         self._data = {"x": x, "y": y, "users": users, "seen": pair_keys(u, i, self.n_items)}
 
@@ -159,8 +200,12 @@ class SASRec(TorchRecommender):
         D = self._data
 
         def make(idx):
-            x = crop_padding(D["x"][idx])
-            y = D["y"][idx][:, -x.shape[1] :]
+            if self.params.positions == "from_start":
+                x = crop_padding(D["x"][idx], left=False)
+                y = D["y"][idx][:, : x.shape[1]]
+            else:
+                x = crop_padding(D["x"][idx])
+                y = D["y"][idx][:, -x.shape[1] :]
             b = {"x": x, "y": y}
             if self.params.loss == "bce":  # one negative per position, not in the user's training items
                 neg = uniform_negatives(y.shape, self.n_items, generator, D["users"][idx][:, None], D["seen"]) + 1
@@ -187,6 +232,10 @@ class SASRec(TorchRecommender):
         return (F.softplus(-pos).sum() + F.softplus(neg).sum()) / at.sum()  # -log sigma(x) = softplus(-x)
 
     def score(self, batch: HistoryBatch) -> torch.Tensor:
+        if self.params.positions == "from_start":  # left-aligned: the output at each row's last item
+            x = batch.padded(self.params.max_len, shift=1, left=False).to(self.device)
+            last = (x != 0).sum(1).clamp(min=1) - 1
+            return self.net.logits(self.net(x)[torch.arange(len(x), device=x.device), last])
         x = batch.padded(self.params.max_len, shift=1).to(self.device)
         return self.net.logits(self.net(x)[:, -1])
 

@@ -29,21 +29,27 @@ def _aligned(seqs, max_len: int, shift: int, right: bool) -> torch.Tensor:
     return torch.from_numpy(pad_rows(seqs, max_len, shift=shift, align="right" if right else "left")[0])
 
 
-def windows(seqs: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every sequence cut, from its end, into windows of ``size`` items that overlap by one item, so that each
-    next-item target (every item but a sequence's first) lies in exactly one window, as a target, once; windows
-    shorter than two items are dropped. Returns the windows and, per window, the index of its sequence."""
-    step = size - 1
-    if step < 1:
-        raise ValueError(f"window size must be >= 2, got {size}")
-    out, owner = [], []
+def windows(seqs: Sequence[np.ndarray], size: int, stride: int | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every sequence cut, from its end, into windows of ``size`` items whose ends are ``stride`` items apart
+    (default ``size - 1``: windows that overlap by one item). Each window's last ``keep`` next-item targets are
+    the ones no later window holds, so that every target (every item but a sequence's first) is kept exactly
+    once, with at least ``size - stride`` items of context when the sequence has them; windows shorter than two
+    items are dropped. Returns the windows, per window the index of its sequence, and ``keep``."""
+    step = size - 1 if stride is None else stride
+    if size < 2 or not 1 <= step <= size - 1:
+        raise ValueError(f"need window size >= 2 and 1 <= stride <= size - 1, got size {size}, stride {stride}")
+    out, owner, keep = [], [], []
     for u, s in enumerate(seqs):
         end = len(s)
         while end >= 2:
-            out.append(np.asarray(s[max(0, end - size):end]))
+            start = max(0, end - size)
+            out.append(np.asarray(s[start:end]))
             owner.append(u)
+            keep.append(end - 1 - start if start == 0 else min(step, end - 1 - start))
+            if start == 0:
+                break
             end -= step
-    return out, np.asarray(owner, dtype=np.int64)
+    return out, np.asarray(owner, dtype=np.int64), np.asarray(keep, dtype=np.int64)
 
 
 def seq_lengths(seqs: Sequence[np.ndarray]) -> np.ndarray:
