@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
+from llmrec.models.layers import Dropout, attention
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import EpochBatches, crop_padding, right_aligned
 
@@ -55,12 +56,12 @@ class Layer(nn.Module):
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, d = h.shape
         q, k, v = self.qkv(h).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, mask, self.dropout, self.training)
         a = self.ln1(h + self.drop(self.out(y.transpose(1, 2).reshape(B, L, d))))
         return self.ln2(a + self.drop(self.ffn(a)))
 
@@ -72,7 +73,7 @@ class BERT4RecNet(nn.Module):
         self.mask_token = n_items + 1  # tokens: 0 padding, 1..n items, n+1 [mask]
         self.item_emb = nn.Embedding(n_items + 2, d, padding_idx=0)  # E, shared with the output layer
         self.pos_emb = nn.Embedding(p.max_len, d)  # learned positional embedding P
-        self.ln, self.drop = nn.LayerNorm(d), nn.Dropout(p.dropout)
+        self.ln, self.drop = nn.LayerNorm(d), Dropout(p.dropout)
         self.layers = nn.ModuleList(Layer(d, p.heads, p.dropout) for _ in range(p.blocks))
         self.proj = nn.Linear(d, d)  # W^P, b^P
         self.out_bias = nn.Parameter(torch.zeros(n_items))  # b^O

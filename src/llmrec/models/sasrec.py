@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
+from llmrec.models.layers import Dropout, attention
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import (
     EpochBatches, crop_padding, left_aligned, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs,
@@ -92,7 +93,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, d = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, mask, self.dropout, self.training)
         return self.out(y.transpose(1, 2).reshape(B, L, d))
 
 
@@ -106,9 +107,9 @@ class Block(nn.Module):
         self.post_norm = post_norm
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = CausalSelfAttention(d, heads, dropout)
-        inner = nn.Identity() if post_norm else nn.Dropout(dropout)
+        inner = nn.Identity() if post_norm else Dropout(dropout)
         self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), inner, nn.Linear(d, d))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, mask):
         if self.post_norm:  # LayerNorm(x + Dropout(g(x))), BERT's order
@@ -124,7 +125,7 @@ class SASRecNet(nn.Module):
         d = p.hidden
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)  # M (token 0 = padding); shared with N (§III-D)
         self.pos_emb = nn.Embedding(p.max_len, d)  # P, learned (§III-A)
-        self.drop = nn.Dropout(p.dropout)
+        self.drop = Dropout(p.dropout)
         post = p.block == "bert"
         self.blocks = nn.ModuleList(Block(d, p.heads, p.dropout, post) for _ in range(p.blocks))
         self.ln = nn.LayerNorm(d)  # pre: the final LayerNorm; post: the LayerNorm of the input embeddings
