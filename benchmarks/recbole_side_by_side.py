@@ -350,7 +350,19 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
         "valid_ndcg10": [(h.get("valid") or {}).get("NDCG@10") for h in fi.get("history") or []],
         "ties": "pessimistic",
     })
+    if not mask:  # the same model's test with history masked too (llmrec's default protocol), without a second run
+        rec["test_history_masked_same_model"] = _test_masked(path, out / "model")
     return rec
+
+
+def _test_masked(config: Path, model_dir: Path) -> dict:
+    from llmrec.evaluation.evaluator import evaluate
+    from llmrec.models.base import Recommender
+    from llmrec.pipelines.run import load_split
+
+    _, _, split = load_split(config)
+    r = evaluate(Recommender.load(model_dir), split.test, ks=[10], mask_history=True, progress=False)["metrics"]
+    return {k: r.get(k) for k in ("HR@10", "NDCG@10", "MRR@10")}
 
 
 def run_recbole(ds: str, model: str, a, work: Path, py: Path, export_dir: Path) -> dict:
