@@ -77,6 +77,8 @@ def time_to_quality(runs: list[dict]) -> list[dict]:
                            and r.get("llmrec_params") == lr.get("llmrec_params")), None)
             out.append({
                 "dataset": rb["dataset"], "model": rb["model"], "llmrec_params": lr.get("llmrec_params"),
+                "llmrec_seed": lr.get("seed"), "llmrec_batch_size": lr.get("batch_size"),
+                "llmrec_median_seconds_per_epoch": lr.get("median_seconds_per_epoch"),
                 "recbole_best_valid_ndcg10": target, "recbole_best_epoch": be, "recbole_seconds_to_best": rb_s,
                 "recbole_epochs_run": len(rb["valid_ndcg10"]),
                 "llmrec_epoch_reaching_it": None if hit is None else hit + 1, "llmrec_seconds_to_reach": lr_s,
@@ -136,3 +138,27 @@ def print_ttq(res: dict) -> None:
                   f"{sm['recbole_seconds']:.0f} s); llmrec " + (
                       f"reached it at epoch {sm['llmrec_epoch_reaching_it']} in {sm['llmrec_seconds']:.1f} s: ratio {sm['ratio']:.1f}x"
                       if sm["ratio"] else f"never reached it (best {sm['llmrec_best']:.4f})"))
+
+
+def ttq_table(res: dict) -> str:
+    """One Markdown row per compared llmrec run: its time to RecBole's best validation NDCG@10 and the tests."""
+    rows = ["| dataset | llmrec SASRec params | seed | batch | s / epoch | best valid NDCG@10 | s to RecBole's best | ratio | "
+            "ratio at 95% / 90% | 3-epoch mean best (RecBole's) | test NDCG@10 unmasked (RecBole's) | HR@10 | test NDCG@10 masked, same model |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    f = lambda v, d=4: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for t in res.get("time_to_quality") or []:
+        lv = {x["fraction_of_recbole_best"]: x["ratio"] for x in t.get("levels") or []}
+        sm, te = t.get("smoothed") or {}, t.get("test") or {}
+        lu, rb = te.get("llmrec_unmasked") or {}, te.get("recbole") or {}
+        same = te.get("llmrec_unmasked_model_tested_masked")
+        lm, how = (same, "") if same else (te.get("llmrec_masked") or {}, " (own run)")
+        params = ", ".join(f"{k}={v}" for k, v in (t.get("llmrec_params") or {}).items()) or "(defaults: the paper's)"
+        rows.append(
+            f"| {t['dataset']} | {params} | {t.get('llmrec_seed', '–')} | {t.get('llmrec_batch_size', '–')} | "
+            f"{f(t.get('llmrec_median_seconds_per_epoch'), 2)} | {f(t['llmrec_best_valid_ndcg10'])} (RecBole {f(t['recbole_best_valid_ndcg10'])}) | "
+            f"{'never' if t['llmrec_seconds_to_reach'] is None else f(t['llmrec_seconds_to_reach'], 1)} (RecBole {t['recbole_seconds_to_best']:.0f}) | "
+            f"{'null' if t['time_to_quality_ratio'] is None else f(t['time_to_quality_ratio'], 1) + 'x'} | "
+            f"{'–' if lv.get(0.95) is None else f(lv[0.95], 1) + 'x'} / {'–' if lv.get(0.9) is None else f(lv[0.9], 1) + 'x'} | "
+            f"{f(sm.get('llmrec_best'))} ({f(sm.get('recbole_best'))}) | {f(lu.get('NDCG@10'))} ({f(rb.get('NDCG@10'))}) | "
+            f"{f(lu.get('HR@10'))} ({f(rb.get('HR@10'))}) | {f(lm.get('NDCG@10'))}{how if lm else ''} |")
+    return "\n".join(rows)

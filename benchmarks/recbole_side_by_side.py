@@ -38,6 +38,17 @@ continues an interrupted RecBole run after its last finished epoch and keeps the
     .venv/bin/python benchmarks/recbole_side_by_side.py --datasets ml-100k --models sasrec --epochs 400 --patience 10 \
         --threads 1 --llmrec-batch-size 16 --tag ttq-ml100k --systems recbole --append
 
+llmrec's SASRec written as RecBole's (post-LN blocks, no sqrt(d) embedding scale, positions from the start; with
+``window_stride=1`` the exact one-row-per-prefix objective, larger strides share a forward pass among targets), and
+ml-1m, whose RecBole run takes ~7 minutes an epoch on one core (resume the same way)::
+
+    .venv/bin/python benchmarks/recbole_side_by_side.py --datasets ml-100k --models sasrec --epochs 400 --patience 10 \
+        --threads 1 --systems llmrec-unmasked --llmrec-batch-size 2048 --llmrec-param block=bert \
+        --llmrec-param emb_scale=false --llmrec-param positions=from_start --llmrec-param train_windows=all \
+        --llmrec-param window_stride=1 --tag ttq-ml100k-bert-s1
+    .venv/bin/python benchmarks/recbole_side_by_side.py --datasets ml-1m --models sasrec --epochs 400 --patience 10 \
+        --threads 1 --systems recbole --tag ttq-ml1m
+
 RecBole 1.2.1 switches torch's autograd anomaly detection on for the whole process when its sequential models are
 imported (``recbole/model/sequential_recommender/sine.py``): measured here, a SASRec batch of 2,048 rows took
 10.6-12.2 s with it and 6.7-6.8 s without (1 thread, loaded machine). The worker switches it off after import, as a
@@ -68,7 +79,7 @@ import sys
 import time
 from pathlib import Path
 
-from recbole_report import markdown_table, print_ttq, summarize, time_to_quality  # noqa: E402  (benchmarks/)
+from recbole_report import markdown_table, print_ttq, summarize, time_to_quality, ttq_table  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / "benchmarks" / ".venv-recbole"
@@ -330,7 +341,7 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     load_config(path)  # validate here, before the subprocess
     out = work / "llmrec" / cfg["name"]
-    meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out)],
+    meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out), "--overwrite"],  # a rerun re-measures
                         work / "logs" / f"{cfg['name']}.log", env=thread_env(a.threads, a.omp_wait_policy))
     rec = {"system": "llmrec", "dataset": ds, "model": model, "mask_history": mask, "llmrec_params": llmrec_extra(a) or None,
            "config": str(path.relative_to(REPO)),
@@ -432,10 +443,11 @@ def main(argv=None) -> int:
         merged = {"runs": []}
         for t in a.table:
             d = json.loads(t.read_text())
-            merged["runs"] += [{"epochs": d.get("epochs"), **r} for r in d["runs"]]
+            merged["runs"] += [{"epochs": d.get("epochs"), "seed": d.get("seed"), **r} for r in d["runs"]]
         print(markdown_table(merged))
         merged["time_to_quality"] = time_to_quality(merged["runs"])
         print_ttq(merged)
+        print("\n" + ttq_table(merged))
         if a.merge_out:  # one file holding the runs of several (e.g. RecBole's and llmrec variants run apart)
             merged.update({"benchmark": "recbole_side_by_side", "merged_from": [str(t) for t in a.table],
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
