@@ -341,7 +341,10 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     load_config(path)  # validate here, before the subprocess
     out = work / "llmrec" / cfg["name"]
-    meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out), "--overwrite"],  # a rerun re-measures
+    # an interrupted run (checkpoints, no metrics.json) continues after its last finished epoch (each epoch keeps its
+    # own seconds, so time to quality still adds up); a finished one is measured again
+    again = "--resume" if (out / "checkpoints").is_dir() and not (out / "metrics.json").exists() else "--overwrite"
+    meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out), again],
                         work / "logs" / f"{cfg['name']}.log", env=thread_env(a.threads, a.omp_wait_policy))
     rec = {"system": "llmrec", "dataset": ds, "model": model, "mask_history": mask, "llmrec_params": llmrec_extra(a) or None,
            "config": str(path.relative_to(REPO)),
@@ -355,6 +358,7 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
         "llmrec_version": m.get("llmrec_version"), "git_commit": m.get("git_commit"), "threads": m.get("threads"),
         "seconds_per_epoch": fi.get("seconds_per_epoch"), "valid_seconds": fi.get("valid_seconds"),
         "best_epoch": fi.get("best_epoch"), "eval_test_seconds": m["seconds"].get("eval_test"),
+        "resumed_from_epoch": fi.get("resumed_from_epoch"),
         "load_and_split_seconds": m["seconds"].get("load_and_split"), "fit_seconds": m["seconds"].get("fit"),
         "test": {k: m["metrics"]["test"].get(k) for k in ("HR@10", "NDCG@10", "MRR@10")},
         "test_users": m["split_sizes"].get("test_examples"),
