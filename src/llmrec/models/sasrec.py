@@ -64,7 +64,6 @@ class SASRecParams(Params):
     train_windows: Literal["last", "all"] = Field(
         "last", description="last: one row per user, its last max_len + 1 items (the paper); all: every sequence "
                             "cut into windows of max_len + 1 items so that every training target is used once per epoch")
-
     window_stride: int | None = Field(
         None, ge=1, description="with train_windows: all, the distance between window ends (default max_len: windows "
                                 "overlap by one item); smaller gives every target at least max_len + 1 - stride items "
