@@ -1,10 +1,10 @@
-"""llmrec.models.layers: the cheaper dropout keeps nn.Dropout's distribution, and attention is sdpa's."""
+"""llmrec.layers: the cheaper dropout keeps nn.Dropout's distribution, and attention is sdpa's."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from llmrec.models.layers import Dropout, attention, dropout
+from llmrec.layers import Dropout, attention, dropout
 
 
 def test_dropout_keeps_the_distribution_and_scales():

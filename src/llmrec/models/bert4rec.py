@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
-from llmrec.models.layers import Dropout, attention
+from llmrec.layers import Dropout, attention
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import EpochBatches, crop_padding, right_aligned
 

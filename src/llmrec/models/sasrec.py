@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from llmrec.models.base import HistoryBatch, Params
-from llmrec.models.layers import Dropout, attention
+from llmrec.layers import Dropout, attention
 from llmrec.training.base import TorchRecommender
 from llmrec.training.data import (
     EpochBatches, crop_padding, left_aligned, pair_keys, right_aligned, seq_lengths, uniform_negatives, user_item_pairs,

@@ -1,4 +1,4 @@
-"""Layers that several models share (not a model: it has no registry entry).
+"""Layers that several models share (below models/, so that no model file imports another).
 
 Dropout here draws its mask with ``torch.rand`` and a comparison instead of ``bernoulli_``: the same distribution
 (each element kept with probability 1 - p and scaled by 1 / (1 - p)), from the same global generator, at about a
