@@ -31,21 +31,25 @@ def _smoothed(rb: dict, lr: dict, w: int = 3) -> dict:
         return {}
     target = max(x for x in ra if x is not None)
     be = ra.index(target) + 1
-    rb_s = sum(rb["seconds_per_epoch"][:be]) + sum(rb["valid_seconds"][:be])
-    hit = next((i for i, v in enumerate(la) if v is not None and v >= target), None)
-    lr_s = None if hit is None else sum(lr["seconds_per_epoch"][:hit + 1]) + sum(v or 0.0 for v in lr["valid_seconds"][:hit + 1])
+    rb_s = _seconds_through(rb, be)
+    hit, lr_s = _first_reach(lr, target, la)
     return {"window_epochs": w, "recbole_best": target, "recbole_epoch": be, "recbole_seconds": rb_s,
             "llmrec_best": max((x for x in la if x is not None), default=None),
-            "llmrec_epoch_reaching_it": None if hit is None else hit + 1, "llmrec_seconds": lr_s,
+            "llmrec_epoch_reaching_it": hit, "llmrec_seconds": lr_s,
             "ratio": None if not lr_s else rb_s / lr_s}
 
 
-def _seconds_to(run: dict, level: float):
-    """Train + validation seconds to the first epoch whose validation NDCG@10 reaches ``level`` (None: never)."""
-    hit = next((i for i, v in enumerate(run["valid_ndcg10"]) if v is not None and v >= level), None)
-    if hit is None:
-        return None
-    return sum(run["seconds_per_epoch"][:hit + 1]) + sum(v or 0.0 for v in run["valid_seconds"][:hit + 1])
+def _seconds_through(run: dict, epochs: int) -> float:
+    """Train + validation seconds of a run's first ``epochs`` epochs."""
+    return sum(run["seconds_per_epoch"][:epochs]) + sum(v or 0.0 for v in run["valid_seconds"][:epochs])
+
+
+def _first_reach(run: dict, level: float, vals: list | None = None) -> tuple[int | None, float | None]:
+    """(epoch, train + validation seconds through it) of the first epoch whose validation NDCG@10 (or ``vals``, one
+    value per epoch) reaches ``level``; (None, None) when none does."""
+    vals = run["valid_ndcg10"] if vals is None else vals
+    hit = next((i for i, v in enumerate(vals) if v is not None and v >= level), None)
+    return (None, None) if hit is None else (hit + 1, _seconds_through(run, hit + 1))
 
 
 def _levels(rb: dict, lr: dict, fractions=(0.8, 0.85, 0.9, 0.95, 1.0)) -> list[dict]:
@@ -53,7 +57,7 @@ def _levels(rb: dict, lr: dict, fractions=(0.8, 0.85, 0.9, 0.95, 1.0)) -> list[d
     quotient where both do (1.0 is the issue's time_to_quality_ratio)."""
     out, best = [], max(v for v in rb["valid_ndcg10"] if v is not None)
     for f in fractions:
-        a, b = _seconds_to(rb, f * best), _seconds_to(lr, f * best)
+        a, b = _first_reach(rb, f * best)[1], _first_reach(lr, f * best)[1]
         out.append({"fraction_of_recbole_best": f, "valid_ndcg10": f * best, "recbole_seconds": a, "llmrec_seconds": b,
                     "ratio": a / b if a and b else None})
     return out
@@ -66,12 +70,11 @@ def time_to_quality(runs: list[dict]) -> list[dict]:
     for rb in (r for r in ok if r["system"] == "recbole" and r.get("valid_ndcg10")):
         target = max(rb["valid_ndcg10"])
         be = rb["valid_ndcg10"].index(target) + 1
-        rb_s = sum(rb["seconds_per_epoch"][:be]) + sum(rb["valid_seconds"][:be])
+        rb_s = _seconds_through(rb, be)
         for lr in (r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"] and r["model"] == rb["model"]
                    and r.get("mask_history") is False and r.get("valid_ndcg10")):
-            vals, spe, vs = lr["valid_ndcg10"], lr["seconds_per_epoch"], lr["valid_seconds"]
-            hit = next((i for i, v in enumerate(vals) if v is not None and v >= target), None)
-            lr_s = None if hit is None else sum(spe[:hit + 1]) + sum(v or 0.0 for v in vs[:hit + 1])
+            vals = lr["valid_ndcg10"]
+            hit, lr_s = _first_reach(lr, target)
             masked = next((r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"]
                            and r["model"] == rb["model"] and r.get("mask_history") is True
                            and r.get("llmrec_params") == lr.get("llmrec_params")), None)
@@ -81,7 +84,7 @@ def time_to_quality(runs: list[dict]) -> list[dict]:
                 "llmrec_median_seconds_per_epoch": lr.get("median_seconds_per_epoch"),
                 "recbole_best_valid_ndcg10": target, "recbole_best_epoch": be, "recbole_seconds_to_best": rb_s,
                 "recbole_epochs_run": len(rb["valid_ndcg10"]),
-                "llmrec_epoch_reaching_it": None if hit is None else hit + 1, "llmrec_seconds_to_reach": lr_s,
+                "llmrec_epoch_reaching_it": hit, "llmrec_seconds_to_reach": lr_s,
                 "llmrec_best_valid_ndcg10": max(v for v in vals if v is not None),
                 "llmrec_epochs_run": len(vals),
                 "time_to_quality_ratio": None if not lr_s else rb_s / lr_s,

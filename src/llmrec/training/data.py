@@ -45,7 +45,7 @@ def windows(seqs: Sequence[np.ndarray], size: int, stride: int | None = None) ->
             start = max(0, end - size)
             out.append(np.asarray(s[start:end]))
             owner.append(u)
-            keep.append(end - 1 - start if start == 0 else min(step, end - 1 - start))
+            keep.append(end - 1 if start == 0 else step)  # a full window holds size - 1 >= step targets
             if start == 0:
                 break
             end -= step
