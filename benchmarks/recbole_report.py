@@ -63,6 +63,11 @@ def _levels(rb: dict, lr: dict, fractions=(0.8, 0.85, 0.9, 0.95, 1.0)) -> list[d
     return out
 
 
+def settings(r: dict) -> dict:
+    """The llmrec run's settings beyond the matched ones: its params, then its train.* overrides."""
+    return {**(r.get("llmrec_params") or {}), **{f"train.{k}": v for k, v in (r.get("llmrec_train") or {}).items()}}
+
+
 def time_to_quality(runs: list[dict]) -> list[dict]:
     """Per dataset and model: llmrec's seconds to first reach RecBole's best validation NDCG@10 (both unmasked)."""
     out = []
@@ -77,9 +82,10 @@ def time_to_quality(runs: list[dict]) -> list[dict]:
             hit, lr_s = _first_reach(lr, target)
             masked = next((r for r in ok if r["system"] == "llmrec" and r["dataset"] == rb["dataset"]
                            and r["model"] == rb["model"] and r.get("mask_history") is True
-                           and r.get("llmrec_params") == lr.get("llmrec_params")), None)
+                           and settings(r) == settings(lr)), None)
             out.append({
                 "dataset": rb["dataset"], "model": rb["model"], "llmrec_params": lr.get("llmrec_params"),
+                "llmrec_train": lr.get("llmrec_train"),
                 "llmrec_seed": lr.get("seed"), "llmrec_batch_size": lr.get("batch_size"),
                 "llmrec_median_seconds_per_epoch": lr.get("median_seconds_per_epoch"),
                 "recbole_best_valid_ndcg10": target, "recbole_best_epoch": be, "recbole_seconds_to_best": rb_s,
@@ -107,7 +113,7 @@ def markdown_table(res: dict) -> str:
     runs = sorted(res["runs"], key=lambda r: (r.get("dataset") or "", r.get("model") or "", order.get(r.get("system"), 2),
                                                r.get("epochs") or 0, not r.get("mask_history")))
     for r in runs:
-        label = r["system"] + "".join(f" {k}={v}" for k, v in (r.get("llmrec_params") or {}).items())
+        label = r["system"] + "".join(f" {k}={v}" for k, v in settings(r).items())
         head = f"| {r['dataset']} | {r['model']} | {label} | {'–' if r.get('mask_history') is None else ('yes' if r['mask_history'] else 'no')} "
         if r.get("rc") != 0:
             why = "skipped: " + str(r.get("error")) if r.get("rc") is None else f"failed (rc {r.get('rc')})"
@@ -130,7 +136,7 @@ def print_ttq(res: dict) -> None:
                   f"reached it at epoch {t['llmrec_epoch_reaching_it']} in {t['llmrec_seconds_to_reach']:.1f} s: "
                   f"ratio {t['time_to_quality_ratio']:.1f}x" if t["time_to_quality_ratio"] else
                   f"never reached it (best {t['llmrec_best_valid_ndcg10']:.4f})") + (
-                  f" [llmrec params {t['llmrec_params']}]" if t.get("llmrec_params") else ""))
+                  f" [llmrec {settings(t)}]" if settings(t) else ""))
         lv = [f"{x['fraction_of_recbole_best']:.0%} ({x['valid_ndcg10']:.4f}): " + (f"{x['ratio']:.1f}x" if x["ratio"] else "-")
               for x in t.get("levels") or []]
         if lv:
@@ -155,7 +161,7 @@ def ttq_table(res: dict) -> str:
         lu, rb = te.get("llmrec_unmasked") or {}, te.get("recbole") or {}
         same = te.get("llmrec_unmasked_model_tested_masked")
         lm, how = (same, "") if same else (te.get("llmrec_masked") or {}, " (own run)")
-        params = ", ".join(f"{k}={v}" for k, v in (t.get("llmrec_params") or {}).items()) or "(defaults: the paper's)"
+        params = ", ".join(f"{k}={v}" for k, v in settings(t).items()) or "(defaults: the paper's)"
         rows.append(
             f"| {t['dataset']} | {params} | {t.get('llmrec_seed', '–')} | {t.get('llmrec_batch_size', '–')} | "
             f"{f(t.get('llmrec_median_seconds_per_epoch'), 2)} | {f(t['llmrec_best_valid_ndcg10'])} (RecBole {f(t['recbole_best_valid_ndcg10'])}) | "

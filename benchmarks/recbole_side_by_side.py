@@ -124,9 +124,16 @@ def llmrec_extra(a) -> dict:
     return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.llmrec_param)}
 
 
+def llmrec_train_extra(a) -> dict:
+    """--llmrec-train KEY=VALUE pairs (YAML values): llmrec train.* settings beyond the matched ones (e.g. ema=0.99)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.llmrec_train)}
+
+
 def llmrec_config(ds: str, model: str, mask: bool, a) -> dict:
-    extra = llmrec_extra(a)
-    tail = "".join(f"-{k}-{v}" for k, v in extra.items())
+    extra, train_extra = llmrec_extra(a), llmrec_train_extra(a)
+    tail = "".join(f"-{k}-{v}" for k, v in {**extra, **{f"train.{k}": v for k, v in train_extra.items()}}.items())
     return {
         "name": f"bench-{ds}-{model}-{'masked' if mask else 'unmasked'}{tail}",
         "data": {"name": ds, "id_order": "random"},
@@ -134,7 +141,7 @@ def llmrec_config(ds: str, model: str, mask: bool, a) -> dict:
         "model": model,
         "params": {**llmrec_params(model), **extra},
         "train": {"epochs": a.epochs, "batch_size": a.llmrec_batch_size, "lr": 1e-3, "weight_decay": 0.0,
-                  "grad_clip": None, "patience": a.patience, "monitor": "NDCG@10", "betas": [0.9, 0.999]},
+                  "grad_clip": None, "patience": a.patience, "monitor": "NDCG@10", "betas": [0.9, 0.999], **train_extra},
         "eval": {"ks": [10], "mask_history": mask},
         "seed": a.seed,
         "threads": a.threads,
@@ -347,6 +354,7 @@ def run_llmrec(ds: str, model: str, mask: bool, a, work: Path) -> dict:
     meas = run_measured([sys.executable, "-m", "llmrec", "run", str(path), "--out", str(out), again],
                         work / "logs" / f"{cfg['name']}.log", env=thread_env(a.threads, a.omp_wait_policy))
     rec = {"system": "llmrec", "dataset": ds, "model": model, "mask_history": mask, "llmrec_params": llmrec_extra(a) or None,
+           "llmrec_train": llmrec_train_extra(a) or None,
            "config": str(path.relative_to(REPO)),
            "run_dir": str(out.relative_to(REPO)), **meas}
     if meas["rc"] != 0:
@@ -424,6 +432,8 @@ def main(argv=None) -> int:
     ap.add_argument("--llmrec-batch-size", type=int, default=128, help="llmrec train.batch_size (users)")
     ap.add_argument("--llmrec-param", action="append", default=[], metavar="KEY=VALUE",
                     help="extra llmrec model params (repeatable), e.g. train_windows=all; a separate row per setting")
+    ap.add_argument("--llmrec-train", action="append", default=[], metavar="KEY=VALUE",
+                    help="llmrec train.KEY (YAML value) beyond the matched settings, e.g. ema=0.99; repeatable")
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY for both systems ('' = unset). PASSIVE: on a shared, oversubscribed machine "
@@ -445,15 +455,17 @@ def main(argv=None) -> int:
         return 0
     if a.table:
         merged = {"runs": []}
+        sources = []  # a merged file given again stands for the files it was merged from
         for t in a.table:
             d = json.loads(t.read_text())
             merged["runs"] += [{"epochs": d.get("epochs"), "seed": d.get("seed"), **r} for r in d["runs"]]
+            sources += d.get("merged_from") or [t.name]
         print(markdown_table(merged))
         merged["time_to_quality"] = time_to_quality(merged["runs"])
         print_ttq(merged)
         print("\n" + ttq_table(merged))
         if a.merge_out:  # one file holding the runs of several (e.g. RecBole's and llmrec variants run apart)
-            merged.update({"benchmark": "recbole_side_by_side", "merged_from": [str(t) for t in a.table],
+            merged.update({"benchmark": "recbole_side_by_side", "merged_from": sources,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             a.merge_out.write_text(json.dumps(merged, indent=2, default=str))
             print(f"\nwrote {a.merge_out}")
@@ -502,7 +514,7 @@ def main(argv=None) -> int:
 
     def put(r: dict) -> None:
         key = lambda x: (x.get("dataset"), x.get("model"), x.get("system"), x.get("mask_history"),  # noqa: E731
-                         json.dumps(x.get("llmrec_params"), sort_keys=True))
+                         json.dumps(x.get("llmrec_params"), sort_keys=True), json.dumps(x.get("llmrec_train"), sort_keys=True))
         res["runs"] = [x for x in res["runs"] if key(x) != key(r)] + [r]
     for ds in a.datasets.split(","):
         d = load_dataset(ds)

@@ -33,3 +33,19 @@ def test_never_reached_is_null_not_a_number():
     lr = _run("llmrec", [0.07, 0.075], [1.0, 1.0])
     (t,) = time_to_quality([rb, lr, _run("llmrec", [0.09], [1.0], mask=True)])  # a masked run is never compared
     assert t["time_to_quality_ratio"] is None and t["llmrec_best_valid_ndcg10"] == 0.075
+
+
+def test_train_settings_label_the_run_and_pick_its_own_masked_twin():
+    from recbole_report import ttq_table
+
+    rb = _run("recbole", [0.05, 0.08], [10.0, 10.0])
+    fp32 = _run("llmrec", [0.09], [1.0], llmrec_params={"block": "bert"})
+    bf16 = _run("llmrec", [0.085], [0.5], llmrec_params={"block": "bert"}, llmrec_train={"mixed_precision": "bf16"})
+    twins = [_run("llmrec", [0.1], [1.0], mask=True, llmrec_params={"block": "bert"}, test={"NDCG@10": 0.3}),
+             _run("llmrec", [0.1], [1.0], mask=True, llmrec_params={"block": "bert"}, llmrec_train={"mixed_precision": "bf16"},
+                  test={"NDCG@10": 0.4})]
+    a, b = time_to_quality([rb, fp32, bf16, *twins])
+    assert a["test"]["llmrec_masked"] == {"NDCG@10": 0.3} and b["test"]["llmrec_masked"] == {"NDCG@10": 0.4}
+    assert b["llmrec_train"] == {"mixed_precision": "bf16"} and b["time_to_quality_ratio"] == 20.0 / 0.5
+    rows = ttq_table({"time_to_quality": [a, b]}).splitlines()[2:]
+    assert "train.mixed_precision=bf16" not in rows[0] and "block=bert, train.mixed_precision=bf16" in rows[1]

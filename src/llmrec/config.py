@@ -170,6 +170,11 @@ class TrainConfig(BaseModel):
     max_minutes: float | None = Field(
         None, gt=0, description="time budget: stop after the epoch at which training + validation wall time reaches it "
         "(the best epoch so far is kept; fit_info records stopped_by_budget)")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="keep an exponential moving average of the weights, this decay per optimizer "
+        "step (e.g. 0.99; warmed up as min(ema, (1+n)/(10+n)) after n steps): validation, early stopping, the best "
+        "epoch and the saved model use the averaged weights; training continues from the raw ones. Shared "
+        "epoch trainer only (the models without their own fit)")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     checkpoint: bool = True
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (SASRec's paper uses (0.9, 0.98))")

@@ -21,6 +21,12 @@ def _fail(cfg: RunConfig, key: str, msg: str) -> ConfigError:
 
 def check_data(cfg: RunConfig, ds) -> None:
     """The config against the loaded dataset (before the split)."""
+    if cfg.train.ema is not None:
+        from llmrec.models import get_model_class
+
+        if not getattr(get_model_class(cfg.model), "epoch_trainer", False):
+            raise _fail(cfg, "train.ema", f"model {cfg.model!r} does not train with the shared epoch trainer, which is "
+                        "what averages the weights; remove train.ema")
     sc = cfg.split
     if sc.protocol == "session" and not ds.has_timestamps:
         raise _fail(cfg, "split.protocol", f"'session' cuts sessions at idle gaps in time, but dataset {ds.name!r} has no "

@@ -116,6 +116,7 @@ class GenRecNet(nn.Module):
 class GenRec(TorchRecommender):
     name = "genrec"
     Params = GenRecParams
+    epoch_trainer = False  # phases of steps with warmup (llmrec.training.steploop)
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)

@@ -69,6 +69,7 @@ class TorchRecommender(Recommender):
     """A recommender whose state is ``self.net`` (an ``nn.Module``), trained by the shared Trainer."""
 
     requires_sessions = False  # True: fit() refuses a split without sessions (split.protocol: session)
+    epoch_trainer = True  # False: fit() runs its own loop (train.ema, an option of the shared Trainer, is refused)
 
     def __init__(self, params=None, **kw):
         super().__init__(params, **kw)

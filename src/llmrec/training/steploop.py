@@ -71,6 +71,8 @@ def run_phases(model, split, phases: list[Phase], cfg: TrainConfig, *, seed: int
     after every epoch; ``record`` has ``epoch`` = n, ``loss`` and ``valid``)."""
     from llmrec.evaluation.evaluator import evaluate
 
+    if cfg.ema is not None:
+        raise ConfigError("train.ema: the step-based phase loop does not average weights; remove train.ema", key="train.ema")
     ckpt_dir = Path(run_dir) / "checkpoints" if run_dir is not None and cfg.checkpoint else None
     device = next(iter(model.net.parameters())).device
     params = model.trainable_parameters()

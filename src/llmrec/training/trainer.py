@@ -5,6 +5,11 @@ from ``cfg.train``), then validation NDCG@10 (``train.monitor``) with the one ev
 ``train.patience``, and an atomic checkpoint (:mod:`llmrec.training.checkpoint`). When the loop ends the model
 holds the weights of the best validation epoch, so the pipeline's single test evaluation uses them.
 
+Weight averaging (``train.ema``): an exponential moving average of the trainable weights, updated after every
+optimizer step and kept in the optimizer's per-parameter state (key ``"ema"``), so checkpoints and resume carry
+it with no extra file. Validation swaps the averaged weights in and the raw ones back; the best epoch is chosen
+on them, and the model ends holding the averaged weights of that epoch.
+
 Reproducibility and resume: ``fit`` seeds torch / numpy / python with the run's seed; the order of the data
 comes from a ``torch.Generator`` that is checkpointed with the global RNG states, the optimizer state and the
 loop counters, so ``--resume`` continues bit for bit where the interrupted run stopped (same threads, same
@@ -255,7 +260,7 @@ class Trainer:
                 stopped_by_budget = True
                 self._log_budget_stop(loop.acc, epoch + 1, st)
                 break
-        self._restore_best(st)
+        self._restore_best(loop, st)
         self.model.fit_info = self._fit_info(loop, st, resumed_from, stopped_by_budget)
         return self.model
 
@@ -338,6 +343,8 @@ class Trainer:
                 acc.clip_grad_norm_(loop.params, c.grad_clip)
             loop.opt.step()
             loop.opt.zero_grad(set_to_none=True)
+            if c.ema is not None:
+                self._ema_update(loop)
             total += loss.detach().float()
             steps += 1
         if world > 1:  # the mean loss of the global batches, the same number on every rank
@@ -357,8 +364,9 @@ class Trainer:
             return False
         from llmrec.evaluation.evaluator import evaluate
 
-        r = evaluate(m, loop.valid, ks=loop.ks, mask_history=self.mask_history, protocol=loop.protocol,
-                     batch_size=c.eval_batch_size, progress=False)
+        with self._averaged(loop):
+            r = evaluate(m, loop.valid, ks=loop.ks, mask_history=self.mask_history, protocol=loop.protocol,
+                         batch_size=c.eval_batch_size, progress=False)
         if c.monitor not in r["metrics"]:
             raise ValueError(f"train.monitor {c.monitor!r} is not a metric; got {sorted(r['metrics'])}")
         value = float(r["metrics"][c.monitor])
@@ -368,7 +376,8 @@ class Trainer:
         if improved:
             st.update(best=value, best_epoch=epoch + 1, best_metrics=rec["valid"], bad_evals=0)
             if self.ckpt_dir is None:
-                self._best_in_memory = {key: v.detach().clone() for key, v in m.state_tensors().items()}
+                with self._averaged(loop):
+                    self._best_in_memory = {key: v.detach().clone() for key, v in m.state_tensors().items()}
         else:
             st["bad_evals"] += 1
             if c.patience is not None and st["bad_evals"] >= c.patience:
@@ -402,6 +411,7 @@ class Trainer:
             "stopped_early": st["stopped_early"],
             "stopped_by_budget": stopped_by_budget,
             "max_minutes": c.max_minutes,
+            "ema": c.ema,
             "seconds_per_epoch": [h["seconds"] for h in st["history"]],
             "valid_seconds": [h.get("valid_seconds") for h in st["history"]],
             "resumed_from_epoch": resumed_from,
@@ -411,16 +421,66 @@ class Trainer:
             "history": st["history"],
         }
 
-    def _restore_best(self, st: dict) -> None:
-        """Leave the model holding the best validation epoch's weights (the last ones if never validated)."""
+    def _restore_best(self, loop: "_Loop", st: dict) -> None:
+        """Leave the model holding the best validation epoch's weights (the last ones if never validated); with
+        ``train.ema`` the averaged weights of that epoch."""
+        ema = self.cfg.ema is not None
         if not st["best_epoch"] or st["best_epoch"] == st["epoch"]:
+            if ema:
+                self._load_averaged(loop, [loop.opt.state.get(p, {}).get("ema") for p in loop.params])
             return
-        tensors = self._best_in_memory
+        tensors = self._best_in_memory  # already the averaged weights with ema
         if tensors is None and self.ckpt_dir is not None:
+            if ema:  # the checkpoint holds the raw weights; their average is in its optimizer state
+                loaded = ckpt.load_checkpoint(self.ckpt_dir, "best")
+                self.model.load_state_tensors(loaded["model"])
+                state = loaded["optimizer"]["state"]
+                self._load_averaged(loop, [state.get(i, {}).get("ema") for i in range(len(loop.params))])
+                return
             tensors = ckpt.load_model_tensors(self.ckpt_dir, "best")
         if tensors is None:
             raise RuntimeError("the best epoch's weights are neither in memory nor in a checkpoint")
         self.model.load_state_tensors(tensors)
+
+    # -- weight averaging (train.ema) ---------------------------------------------------------------
+    def _ema_update(self, loop: "_Loop") -> None:
+        """ema <- d * ema + (1 - d) * w after each step, d = min(train.ema, (1 + n) / (10 + n)) at AdamW's step n
+        (the warm-up keeps the first epochs from averaging in the random initialisation)."""
+        with torch.no_grad():
+            for p in loop.params:
+                s = loop.opt.state[p]
+                if "step" not in s:  # never updated (no gradient yet): nothing to average
+                    continue
+                if "ema" not in s:
+                    s["ema"] = p.detach().clone()
+                    continue
+                n = float(s["step"])
+                s["ema"].lerp_(p.detach(), 1.0 - min(self.cfg.ema, (1.0 + n) / (10.0 + n)))
+
+    @contextlib.contextmanager
+    def _averaged(self, loop: "_Loop"):
+        """The averaged weights in the network inside the block, the raw ones restored after it (no-op without ema)."""
+        if self.cfg.ema is None:
+            yield
+            return
+        pairs = [(p, loop.opt.state[p]["ema"]) for p in loop.params if "ema" in loop.opt.state.get(p, {})]
+        raw = [p.detach().clone() for p, _ in pairs]
+        with torch.no_grad():
+            for p, e in pairs:
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (p, _), r in zip(pairs, raw):
+                    p.copy_(r)
+
+    @staticmethod
+    def _load_averaged(loop: "_Loop", emas: list) -> None:
+        with torch.no_grad():
+            for p, e in zip(loop.params, emas):
+                if e is not None:
+                    p.copy_(e.to(p.device))
 
     def _append_log(self, rec: dict) -> None:
         import json
