@@ -125,3 +125,20 @@ def test_ema_is_checked_when_the_config_loads_and_against_the_model(tmp_path: Pa
             "data.generic.time_col=timestamp", "model=genrec", "train.ema=0.99", "progress=false"]
     with pytest.raises(ConfigError, match="train.ema: model 'genrec' does not train with the shared epoch trainer"):
         run(load_config(None, sets), tmp_path / "run")
+
+
+def test_ema_through_accelerate_and_bf16(toy):
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+
+    plain = build_model("sasrec", TINY).fit(toy, epochs=2, ema=0.9, **KW)
+    acc = build_model("sasrec", TINY).fit(toy, epochs=2, ema=0.9, accelerator=Accelerator(cpu=True), **KW)
+    for k, v in plain.state_tensors().items():  # the accelerated optimizer carries the average the same way
+        torch.testing.assert_close(v, acc.state_tensors()[k], atol=1e-5, rtol=1e-5, msg=k)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # one accelerator state per process: let the bf16 fit make its own
+    bf16 = build_model("sasrec", TINY).fit(toy, epochs=2, ema=0.9, mixed_precision="bf16", **KW)
+    AcceleratorState._reset_state(True)
+    assert bf16.fit_info["mixed_precision"] == "bf16" and bf16.fit_info["ema"] == 0.9
+    assert all(v.dtype == torch.float32 for v in bf16.state_tensors().values())  # autocast: float32 weights
