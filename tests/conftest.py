@@ -66,3 +66,17 @@ def rng_sequences(n_users=30, n_items=40, min_len=4, max_len=12, seed=0):
         for pos, it in enumerate(rng.choice(np.arange(1, n_items + 1), size=L, replace=False)):
             rows.append((u, int(it), pos))
     return rows
+
+
+def fit_until_crash(model, split, run_dir, after_epoch: int, **kw) -> None:
+    """Fit ``model`` into ``run_dir`` and end it as a crash would, right after epoch ``after_epoch``'s checkpoint."""
+
+    class Crash(Exception):
+        pass
+
+    def crash(m, epoch, info):
+        if epoch == after_epoch:
+            raise Crash
+
+    with pytest.raises(Crash):
+        model.fit(split, run_dir=run_dir, callbacks=[crash], **kw)

@@ -422,20 +422,13 @@ FIT = {"epochs": 3, "batch_size": 16, "patience": None, "eval_every": 10, "progr
 @pytest.fixture(scope="module")
 def crashed(toy_split, tmp_path_factory):
     """A reference fit of 3 epochs, and a fit that crashed after epoch 2 (pointer: last = 2, best = 1)."""
+    from conftest import fit_until_crash
+
     from llmrec.models import build_model
 
     root = tmp_path_factory.mktemp("ckpt")
     ref = build_model("sasrec", TINY_SASREC).fit(toy_split, run_dir=root / "ref", **FIT)
-
-    class Crash(Exception):
-        pass
-
-    def crash(model, epoch, info):
-        if epoch == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        build_model("sasrec", TINY_SASREC).fit(toy_split, run_dir=root / "cut", callbacks=[crash], **FIT)
+    fit_until_crash(build_model("sasrec", TINY_SASREC), toy_split, root / "cut", 2, **FIT)
     assert ckpt.read_pointer(root / "cut" / "checkpoints") == {"last": "epoch-0002", "best": "epoch-0001"}
     return ref, root / "cut"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_raw, rng_sequences
+from conftest import fit_until_crash, make_raw, rng_sequences
 from llmrec.config import ConfigError, load_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.splits import leave_one_out
@@ -99,16 +99,7 @@ def test_training_follows_the_same_raw_trajectory(toy):
 def test_resume_carries_the_average(toy, tmp_path):
     kw = dict(epochs=3, ema=0.9, **KW)
     ref = build_model("sasrec", TINY).fit(toy, run_dir=tmp_path / "ref", **kw)
-
-    class Crash(Exception):
-        pass
-
-    def crash(model, epoch, info):
-        if epoch == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        build_model("sasrec", TINY).fit(toy, run_dir=tmp_path / "cut", callbacks=[crash], **kw)
+    fit_until_crash(build_model("sasrec", TINY), toy, tmp_path / "cut", 2, **kw)
     again = build_model("sasrec", TINY).fit(toy, run_dir=tmp_path / "cut", resume=True, **kw)
     assert again.fit_info["resumed_from_epoch"] == 2
     assert [h["valid"] for h in again.fit_info["history"]] == [h["valid"] for h in ref.fit_info["history"]]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_raw, rng_sequences
+from conftest import fit_until_crash, make_raw, rng_sequences
 from llmrec.config import TrainConfig, load_config
 from llmrec.data.dataset import DataConfig, prepare_raw
 from llmrec.data.splits import leave_one_out
@@ -116,16 +116,7 @@ def test_resume_through_the_pipeline_gives_identical_metrics(tmp_path):
 def test_resume_after_a_crash_is_bitwise_identical(toy, tmp_path):
     kw = dict(epochs=3, batch_size=8, patience=None, progress=False)
     ref = build_model("sasrec", TINY_SASREC).fit(toy, run_dir=tmp_path / "ref", **kw)
-
-    class Crash(Exception):
-        pass
-
-    def crash(model, epoch, info):
-        if epoch == 1:
-            raise Crash
-
-    with pytest.raises(Crash):
-        build_model("sasrec", TINY_SASREC).fit(toy, run_dir=tmp_path / "cut", callbacks=[crash], **kw)
+    fit_until_crash(build_model("sasrec", TINY_SASREC), toy, tmp_path / "cut", 1, **kw)
     # a temporary directory of an interrupted write would be ignored: simulate one
     (tmp_path / "cut" / "checkpoints" / ".epoch-0002.tmp").mkdir()
     again = build_model("sasrec", TINY_SASREC).fit(toy, run_dir=tmp_path / "cut", resume=True, **kw)
