@@ -117,18 +117,21 @@ def llmrec_params(model: str) -> dict:
     return {k: v for k, v in want.items() if k in fields}
 
 
-def llmrec_extra(a) -> dict:
-    """--llmrec-param KEY=VALUE pairs (YAML values), added to llmrec's matched params (e.g. train_windows=all)."""
+def _key_values(pairs: list[str]) -> dict:
+    """KEY=VALUE strings -> {KEY: the YAML value}."""
     import yaml
 
-    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.llmrec_param)}
+    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}
+
+
+def llmrec_extra(a) -> dict:
+    """--llmrec-param pairs, added to llmrec's matched params (e.g. train_windows=all)."""
+    return _key_values(a.llmrec_param)
 
 
 def llmrec_train_extra(a) -> dict:
-    """--llmrec-train KEY=VALUE pairs (YAML values): llmrec train.* settings beyond the matched ones (e.g. ema=0.99)."""
-    import yaml
-
-    return {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.llmrec_train)}
+    """--llmrec-train pairs: llmrec train.* settings beyond the matched ones (e.g. mixed_precision=bf16)."""
+    return _key_values(a.llmrec_train)
 
 
 def llmrec_config(ds: str, model: str, mask: bool, a) -> dict:

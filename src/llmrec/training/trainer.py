@@ -427,7 +427,7 @@ class Trainer:
         ema = self.cfg.ema is not None
         if not st["best_epoch"] or st["best_epoch"] == st["epoch"]:
             if ema:
-                self._load_averaged(loop, [loop.opt.state.get(p, {}).get("ema") for p in loop.params])
+                self._load_averaged(loop, self._emas(loop))
             return
         tensors = self._best_in_memory  # already the averaged weights with ema
         if tensors is None and self.ckpt_dir is not None:
@@ -463,20 +463,22 @@ class Trainer:
         if self.cfg.ema is None:
             yield
             return
-        pairs = [(p, loop.opt.state[p]["ema"]) for p in loop.params if "ema" in loop.opt.state.get(p, {})]
-        raw = [p.detach().clone() for p, _ in pairs]
-        with torch.no_grad():
-            for p, e in pairs:
-                p.copy_(e)
+        emas = self._emas(loop)
+        raw = [None if e is None else p.detach().clone() for p, e in zip(loop.params, emas)]
+        self._load_averaged(loop, emas)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for (p, _), r in zip(pairs, raw):
-                    p.copy_(r)
+            self._load_averaged(loop, raw)
+
+    @staticmethod
+    def _emas(loop: "_Loop") -> list:
+        """Each trainable parameter's average (None where it has none yet), in ``loop.params`` order."""
+        return [loop.opt.state.get(p, {}).get("ema") for p in loop.params]
 
     @staticmethod
     def _load_averaged(loop: "_Loop", emas: list) -> None:
+        """Copy ``emas`` into the parameters, skipping the None entries."""
         with torch.no_grad():
             for p, e in zip(loop.params, emas):
                 if e is not None:
